@@ -1,0 +1,56 @@
+"""Reason codes: every bad-input outcome in vfrisk carries a stable code and a sentence.
+
+Codes are short, stable strings that tests and the dashboard group by; the sentence beside
+each code says what it means in words a radiographer or data manager understands. Add a
+code here before using it anywhere (``reason()`` refuses unknown codes).
+"""
+
+from __future__ import annotations
+
+__all__ = ["REASONS", "VfriskError", "reason"]
+
+REASONS: dict[str, str] = {
+    # configuration and command line
+    "bad_config": "The configuration file is invalid.",
+    "bad_profile": "A synthetic site profile is invalid.",
+    "bad_sites_spec": "The --sites specification is invalid.",
+    "bad_argument": "A command-line argument is invalid.",
+    "output_exists": "The output location already holds data that would be overwritten.",
+    # storage
+    "db_busy": "The database stayed locked by another vfrisk process for too long.",
+    "db_schema_mismatch": "The database was written by an incompatible vfrisk version.",
+    "db_not_found": "The database file does not exist.",
+    # file-level reading (index and load)
+    "not_dicom": "The file is not a DICOM file.",
+    "empty_file": "The file is empty (zero bytes).",
+    "truncated": "The file ends before its data does; it was probably cut off in transfer.",
+    "no_pixel_data": "The DICOM object holds no image pixels.",
+    "unsupported_transfer_syntax": "The pixel compression cannot be decoded here.",
+}
+
+
+def reason(code: str) -> str:
+    """The human sentence for a reason code; raises KeyError for an unknown code."""
+    return REASONS[code]
+
+
+class VfriskError(Exception):
+    """An error the user can act on: a reason code plus a message naming file or row.
+
+    Parameters
+    ----------
+    code : str
+        A key of ``REASONS``.
+    message : str
+        What failed, where (file, row, key) and what to do about it.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in REASONS:
+            raise KeyError(f"unknown reason code {code!r}; add it to engine.errors.REASONS")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"

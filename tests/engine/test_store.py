@@ -1,0 +1,173 @@
+"""The DuckDB store: transactions, errors, and real concurrent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.errors import VfriskError
+from engine.store import SCHEMA_VERSION, Store
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_write_then_read_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.duckdb")
+    with store.write() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+        con.execute("INSERT INTO t VALUES (1), (2)")
+    assert store.query("SELECT sum(x) AS s FROM t")["s"].item() == 3
+    assert store.query("SELECT value FROM meta")["value"].item() == str(SCHEMA_VERSION)
+
+
+def test_exception_rolls_back_the_whole_transaction(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.duckdb")
+    with store.write() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), store.write() as con:
+        con.execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError("boom")
+    assert store.query("SELECT count(*) AS n FROM t")["n"].item() == 0
+
+
+def test_runs_table_records_provenance(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.duckdb")
+    store.start_run("r1", "index", "abc")
+    store.finish_run("r1", "ok", {"files": 3})
+    row = store.query("SELECT command, status, counts FROM runs").iloc[0]
+    assert (row["command"], row["status"]) == ("index", "ok")
+    assert json.loads(row["counts"]) == {"files": 3}
+
+
+def test_read_of_missing_database_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(VfriskError) as err:
+        Store(tmp_path / "nope.duckdb").query("SELECT 1")
+    assert err.value.code == "db_not_found"
+    assert "nope.duckdb" in err.value.message and "vfrisk index" in err.value.message
+
+
+def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    duckdb.connect(str(path)).close()
+    with pytest.raises(VfriskError) as err:
+        Store(path).query("SELECT 1")
+    assert err.value.code == "db_schema_mismatch"
+
+
+def test_writer_gives_up_with_db_busy_when_a_reader_never_finishes(tmp_path: Path) -> None:
+    path = tmp_path / "db.duckdb"
+    store = Store(path)
+    with store.write() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen(
+        _python(f"""
+        import time, pathlib
+        from engine.store import Store
+        with Store({str(path)!r}).read() as con:
+            pathlib.Path({str(ready)!r}).touch()
+            time.sleep(30)
+    """)
+    )
+    try:
+        for _ in range(600):
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        with pytest.raises(VfriskError) as err, Store(path, lock_timeout_s=0.3).write():
+            pass
+        assert err.value.code == "db_busy"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_reader_process_never_errors_nor_sees_half_a_batch_while_a_writer_runs(
+    tmp_path: Path,
+) -> None:
+    """A real second process polls throughout 60 write transactions of 50 rows each."""
+    path = tmp_path / "db.duckdb"
+    with Store(path).write() as con:
+        con.execute("CREATE TABLE t (batch INTEGER, i INTEGER)")
+    stop, ready = tmp_path / "stop", tmp_path / "ready"
+    reader = subprocess.Popen(
+        _python(f"""
+        import json, pathlib
+        from engine.store import Store
+        store, seen, errors = Store({str(path)!r}), [], []
+        while not pathlib.Path({str(stop)!r}).exists():
+            try:
+                with store.read() as con:
+                    n, b = con.execute("SELECT count(*), count(DISTINCT batch) FROM t").fetchone()
+                seen.append([n, b])
+                pathlib.Path({str(ready)!r}).touch()
+            except Exception as exc:
+                errors.append(repr(exc))
+        print(json.dumps({{"seen": seen, "errors": errors}}))
+    """),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    store, waits = Store(path), []
+    for _ in range(600):
+        if ready.exists():
+            break
+        time.sleep(0.05)
+    try:
+        for batch in range(60):
+            t0 = time.monotonic()
+            with store.write() as con:
+                waits.append(time.monotonic() - t0)
+                con.executemany("INSERT INTO t VALUES (?, ?)", [[batch, i] for i in range(50)])
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    result = json.loads(out)
+    assert result["errors"] == []
+    during = [n for n, _ in result["seen"] if 0 < n < 3000]
+    assert len(during) >= 10, f"the reader must get in between writes, saw {during}"
+    counts = [n for n, _ in result["seen"]]
+    assert all(n == 50 * b for n, b in result["seen"]), "a reader saw a half-written batch"
+    assert counts == sorted(counts)
+    # Writer priority: an open reader delays a writer by one short read, not more (~1 s).
+    assert max(waits) < 2.0, f"writer waited {max(waits):.2f} s for the reader"
+
+
+def test_sigkill_mid_transaction_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
+    path = tmp_path / "db.duckdb"
+    with Store(path).write() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+        con.execute("INSERT INTO t VALUES (1)")
+    inside = tmp_path / "inside"
+    writer = subprocess.Popen(
+        _python(f"""
+        import time, pathlib
+        from engine.store import Store
+        with Store({str(path)!r}).write() as con:
+            con.execute("INSERT INTO t SELECT range FROM range(100, 10100)")
+            pathlib.Path({str(inside)!r}).touch()
+            time.sleep(60)
+    """)
+    )
+    for _ in range(600):
+        if inside.exists():
+            break
+        time.sleep(0.05)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    store = Store(path, lock_timeout_s=5)
+    assert store.query("SELECT count(*) AS n FROM t")["n"].item() == 1
+    with store.write() as con:
+        con.execute("INSERT INTO t VALUES (2)")
+    assert store.query("SELECT sum(x) AS s FROM t")["s"].item() == 3
