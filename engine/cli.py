@@ -53,17 +53,29 @@ def _build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", type=Path, metavar="OUT", help="new (or empty) output folder")
     synth.add_argument("--patients", type=_positive_int, required=True, metavar="N")
     synth.add_argument(
-        "--sites", metavar="SPEC", help="NAME[:WEIGHT],... of site profiles "
-        "(default from config: dev:0.6,ext_a:0.2,ext_b:0.2)"
+        "--sites",
+        metavar="SPEC",
+        help="NAME[:WEIGHT],... of site profiles "
+        "(default from config: dev:0.6,ext_a:0.2,ext_b:0.2)",
     )
     synth.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    synth.add_argument("--resolution", choices=("full", "low"),
-                       help="full: 512x512 T10-sacrum; low: cropped around the spine")
-    synth.add_argument("--tables-only", action="store_true",
-                       help="write the clinical table and truth without images")
+    synth.add_argument(
+        "--resolution",
+        choices=("full", "low"),
+        help="full: 512x512 T10-sacrum; low: cropped around the spine",
+    )
+    synth.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="write the clinical table and truth without images",
+    )
     synth.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
-    synth.add_argument("--profiles", type=Path, metavar="FILE",
-                       help="site profile TOML (default sample_data/site_profiles.toml)")
+    synth.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="FILE",
+        help="site profile TOML (default sample_data/site_profiles.toml)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -132,9 +144,12 @@ def _describe_synth(summary, req) -> str:  # noqa: ANN001 - SynthSummary, SynthR
         f"  ground truth    {summary.out / 'truth'}",
     ]
     if not req.tables_only:
-        lines.insert(3, f"  archive         {summary.out / 'archive'}: {summary.series} series, "
-                        f"{summary.files} files, {summary.bytes / 1e6:.1f} MB "
-                        f"({req.resolution} resolution)")
+        lines.insert(
+            3,
+            f"  archive         {summary.out / 'archive'}: {summary.series} series, "
+            f"{summary.files} files, {summary.bytes / 1e6:.1f} MB "
+            f"({req.resolution} resolution)",
+        )
     lines.append("  Not real patients: for building and testing vfrisk only.")
     return "\n".join(lines)
 

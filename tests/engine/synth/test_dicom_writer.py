@@ -16,19 +16,16 @@ import SimpleITK as sitk
 
 from engine.errors import VfriskError
 from engine.geometry import Grid
-from engine.synth.dicom_writer import (
+from engine.synth.dicom_base import (
     StudyInfo,
     WrittenSeries,
     hu_to_stored,
     make_uid,
     stored_range,
     stored_to_hu,
-    write_axial_series,
-    write_coronal_reformat,
-    write_dose_screen,
-    write_localizer,
-    write_text_sr,
 )
+from engine.synth.dicom_documents import write_dose_screen, write_text_sr
+from engine.synth.dicom_writer import write_axial_series, write_coronal_reformat, write_localizer
 from engine.synth.profiles import SiteProfile, load_profiles
 
 PROFILES = load_profiles()

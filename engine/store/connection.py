@@ -1,4 +1,4 @@
-"""The one module that talks to DuckDB.
+"""Connections to the DuckDB file: short transactions under phase-fair locks.
 
 Concurrency design
 ------------------
@@ -42,27 +42,9 @@ import duckdb
 import pandas as pd
 
 from engine.errors import VfriskError
+from engine.store.schema import DDL, SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "Store"]
-
-#: Bumped whenever a table changes incompatibly; a mismatch is refused, never guessed.
-SCHEMA_VERSION = 1
-
-_DDL: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY,
-        command VARCHAR NOT NULL,
-        code_version VARCHAR,
-        config_hash VARCHAR,
-        model_id VARCHAR,
-        device VARCHAR,
-        started_at TIMESTAMP,
-        finished_at TIMESTAMP,
-        status VARCHAR,
-        counts JSON
-    )""",
-)
+__all__ = ["Store"]
 
 _POLL_S = 0.002
 _YIELD_S = 1.0
@@ -246,13 +228,14 @@ class Store:
 
     # -- schema ------------------------------------------------------------------------------
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create missing tables (all DDL is ``IF NOT EXISTS``) after checking the version."""
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "meta" in tables:
             self._check_version(con)
-            return
-        for ddl in _DDL:
+        for ddl in DDL:
             con.execute(ddl)
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if "meta" not in tables:
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
         try:
