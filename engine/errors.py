@@ -26,6 +26,27 @@ REASONS: dict[str, str] = {
     "truncated": "The file ends before its data does; it was probably cut off in transfer.",
     "no_pixel_data": "The DICOM object holds no image pixels.",
     "unsupported_transfer_syntax": "The pixel compression cannot be decoded here.",
+    "bad_header": "The DICOM header is damaged or lacks required attributes.",
+    "bad_zip": "The zip archive is damaged or cannot be opened.",
+    "bad_nifti": "The NIfTI file is damaged or has no usable geometry.",
+    "decode_failed": "The image pixels could not be decoded.",
+    "dicomdir": "The file is a DICOMDIR (a media directory of the archive), not an image.",
+    "archive_not_found": "The archive folder to index does not exist or is not a folder.",
+    # series-level eligibility (index) and loading
+    "not_ct": "The series is not CT (another modality).",
+    "no_image": "The object holds no images (a report, dose record or other document).",
+    "localizer": "The series is a scout (localizer), not an axial image stack.",
+    "secondary_capture": "The series is a secondary capture (a screenshot, e.g. a dose page).",
+    "derived": "The series is derived or reformatted, not an original axial reconstruction.",
+    "not_axial": "The images are not axial (coronal, sagittal or oblique planes).",
+    "too_few_slices": "The series has too few slices to cover the lumbar spine.",
+    "short_coverage": "The series covers too short a length along the body for T12-L4.",
+    "thick_slices": "The slices are thicker than allowed for scoring.",
+    "mixed_sizes": "The slices of the series disagree in size or orientation.",
+    "slice_gap": "Slices are missing: the gap between neighbours is too large to fill in.",
+    "not_preferred": "Another series of the same study was chosen for scoring.",
+    "mixed_series": "The files given as one series belong to several series.",
+    "overlapping_slices": "Two different images share one position; the series mixes acquisitions.",
 }
 
 

@@ -232,6 +232,11 @@ class Store:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "meta" in tables:
             self._check_version(con)
+        elif tables:
+            raise VfriskError(
+                "db_schema_mismatch",
+                f"{self.path} holds tables of another application; give vfrisk its own --db",
+            )
         for ddl in DDL:
             con.execute(ddl)
         if "meta" not in tables:

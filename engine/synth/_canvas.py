@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.geometry import Grid
+from engine.synth._pool import empty_f32
 
 __all__ = [
     "AIR",
@@ -43,7 +44,7 @@ class Canvas:
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
-        self.hu = np.empty(grid.shape_zyx, np.float32)
+        self.hu = empty_f32(grid.shape_zyx)  # every voxel is written by the torso
         # calloc'd: pages never painted (most of ``bodies``) are never touched
         self.labels = np.zeros(grid.shape_zyx, np.uint8)
         self.bodies = np.zeros(grid.shape_zyx, np.uint8)

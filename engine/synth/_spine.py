@@ -1,4 +1,10 @@
-"""SPINE"""
+"""The spine of the phantom: intervertebral discs, sacrum and vertebrae.
+
+Vertebral bodies are elliptic cylinders with endplate concavity and Genant deformities
+(wedge, biconcave, crush); posterior elements (arch, spinous and transverse processes,
+facets) are unions of rounded boxes and ellipses, painted as a cortical shell around
+marrow. All in the vertebra's tilted local frame (``engine.synth._canvas.local``).
+"""
 
 from __future__ import annotations
 
@@ -199,5 +205,3 @@ def paint_spine(cv: Canvas, an: Anatomy) -> None:
     _paint_sacrum(cv, an)
     for i, v in enumerate(an.vertebrae):
         _paint_vertebra(cv, v, an.discs[i].height)
-
-

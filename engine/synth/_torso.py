@@ -1,4 +1,9 @@
-"""TORSO"""
+"""The torso of the phantom: CT couch, skin, subcutaneous fat, abdominal wall, viscera.
+
+The torso changes slowly along z, so it is evaluated on stations about 8 mm apart and
+interpolated linearly between them, slice by slice; the visceral content (fat, bowel
+loops, gas) is a smooth random texture anchored on a patient-fixed lattice.
+"""
 
 from __future__ import annotations
 
@@ -151,5 +156,3 @@ def _ndtri(p: float) -> float:
     from scipy.special import ndtri
 
     return float(ndtri(p))
-
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.geometry import Grid
+from engine.synth._pool import empty_f32
 
 __all__ = ["HU_MAX", "HU_MIN", "localizer", "reconstruct"]
 
@@ -180,7 +181,7 @@ def reconstruct(
         bank = _noise_bank((ny, nx), kernel, z_weight, rng)
         bank *= np.float32(noise_sd)
         plan = _noise_plan(nz, (ny, nx), _BANK // 2 if z_weight else 1, rng)
-    out = np.empty(hu.shape, np.float32)
+    out = empty_f32(hu.shape)
     slab_shape = (min(_SLAB, nz) + 2, ny, nx)
     buf, tmp, res = (np.empty(slab_shape, np.float32) for _ in range(3))
     for k0 in range(0, nz, _SLAB):

@@ -59,9 +59,14 @@ def test_read_of_missing_database_names_the_file_and_the_fix(tmp_path: Path) -> 
 
 def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.duckdb"
-    duckdb.connect(str(path)).close()
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE theirs (x INTEGER)")
+    con.close()
     with pytest.raises(VfriskError) as err:
         Store(path).query("SELECT 1")
+    assert err.value.code == "db_schema_mismatch"
+    with pytest.raises(VfriskError) as err, Store(path).write():
+        pass
     assert err.value.code == "db_schema_mismatch"
 
 

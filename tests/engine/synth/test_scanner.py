@@ -117,3 +117,20 @@ def test_localizer_shape_spacing_and_orientation():
     assert img[5, 32] > img[5, 2]  # tissue brighter than air
     assert img[0, 32] > img[5, 32]  # row 0 is the head end, where the bone is
     assert img[0, 32] > img[0, 20]
+
+
+def test_large_outputs_never_alias_live_arrays():
+    # full-size volumes come from a recycling pool (engine.synth._pool): a buffer may be
+    # handed out again only once every view of it has been dropped
+    grid = _grid(nz=70, n=512, dz=2.5, dx=0.7)  # 73 MB, above the pool threshold
+    hu = np.zeros(grid.shape_zyx, np.float32)
+    kw = dict(kernel="soft", noise_sd=10.0, hu_offset=0.0)
+    a = reconstruct(hu, grid, rng=np.random.default_rng(6), **kw)
+    a_sum = float(a.sum(dtype=np.float64))
+    view = a[3:5]
+    del a
+    b = reconstruct(hu, grid, rng=np.random.default_rng(7), **kw)
+    assert not np.shares_memory(view, b)
+    c = reconstruct(hu, grid, rng=np.random.default_rng(6), **kw)
+    assert float(c.sum(dtype=np.float64)) == a_sum  # deterministic, b untouched
+    assert not np.shares_memory(b, c) and not np.shares_memory(view, c)
