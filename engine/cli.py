@@ -16,6 +16,7 @@ from pathlib import Path
 from engine import __version__
 from engine.config import Config, load_config
 from engine.errors import VfriskError
+from engine.summaries import describe_index, describe_synth
 
 __all__ = ["main"]
 
@@ -77,6 +78,25 @@ def _build_parser() -> argparse.ArgumentParser:
         help="site profile TOML (default sample_data/site_profiles.toml)",
     )
 
+    index = sub.add_parser(
+        "index",
+        help="index a scan archive (DICOM, zip, NIfTI) into the database",
+        description="Walk ARCHIVE (any depth, any file names; zip members and NIfTI too), "
+        "read headers only, group series, decide which series can be scored and select "
+        "one per study. Incremental: a re-run reads only new or changed files.",
+    )
+    index.add_argument("archive", type=Path, metavar="ARCHIVE", help="folder to index")
+    index.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    index.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
+    index.add_argument(
+        "--batch-files",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="files per write transaction (a crash loses at most one batch)",
+    )
+    index.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on a small synthetic cohort",
@@ -129,29 +149,36 @@ def _cmd_synth(args: argparse.Namespace, config: Config) -> int:
     check_request(req)  # before the log file is created inside OUT
     logs.configure(_log_path(args, config, args.out), "synth", config["logging"]["level"])
     summary = synthesize(req, progress=None if args.tables_only else _progress("synth"))
-    print(_describe_synth(summary, req))
+    print(describe_synth(summary, req))
     return 0
 
 
-def _describe_synth(summary, req) -> str:  # noqa: ANN001 - SynthSummary, SynthRequest
-    sites = ", ".join(f"{name} {n}" for name, n in summary.per_site.items())
-    lines = [
-        f"SYNTHETIC cohort written to {summary.out} in {summary.seconds:.1f} s",
-        f"  patients        {summary.patients} ({sites})",
-        f"  prevalent VF    {summary.prevalent_vf}   incident VF {summary.incident_vf}   "
-        f"deaths {summary.deaths}",
-        f"  clinical table  {summary.out / 'clinical.csv'}",
-        f"  ground truth    {summary.out / 'truth'}",
-    ]
-    if not req.tables_only:
-        lines.insert(
-            3,
-            f"  archive         {summary.out / 'archive'}: {summary.series} series, "
-            f"{summary.files} files, {summary.bytes / 1e6:.1f} MB "
-            f"({req.resolution} resolution)",
+def _cmd_index(args: argparse.Namespace, config: Config) -> int:
+    from engine import logs
+    from engine.index import IndexRequest, index_archive, rules_from_config
+    from engine.store import Store
+
+    db = args.db or Path(config["storage"]["db"])
+    if not args.archive.is_dir():
+        raise VfriskError(
+            "archive_not_found",
+            f"archive folder {args.archive} does not exist or is not a folder; pass the "
+            "folder that holds the DICOM files (any depth)",
         )
-    lines.append("  Not real patients: for building and testing vfrisk only.")
-    return "\n".join(lines)
+    log_path = _log_path(args, config, db.absolute().parent)
+    run_id = logs.configure(log_path, "index", config["logging"]["level"])
+    rules = rules_from_config(config)
+    req = IndexRequest(
+        archive=args.archive,
+        workers=args.workers,
+        batch_files=args.batch_files,
+        progress=not args.no_progress,
+        exclude=(log_path,),
+    )
+    store = Store(db, lock_timeout_s=config["storage"]["lock_timeout_s"])
+    summary = index_archive(store, req, rules, config_hash=config.hash(), run_id=run_id)
+    print(describe_index(summary))
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
@@ -165,12 +192,11 @@ def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
         patients=args.patients or config["demo"]["patients"],
         workers=args.workers,
         config=config,
-        describe=_describe_synth,
         progress=_progress("synth"),
     )
 
 
-_COMMANDS = {"synth": _cmd_synth, "demo": _cmd_demo}
+_COMMANDS = {"synth": _cmd_synth, "index": _cmd_index, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,7 +67,9 @@ def _same_type(default: Any, value: Any) -> bool:
     if isinstance(default, float):
         return isinstance(value, int | float)
     if isinstance(default, list):
-        return isinstance(value, list) and all(_same_type(default[0], v) for v in value if default)
+        # An empty default list is a list of names (kernel names and the like).
+        item = default[0] if default else ""
+        return isinstance(value, list) and all(_same_type(item, v) for v in value)
     return isinstance(value, type(default))
 
 

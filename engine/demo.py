@@ -1,8 +1,12 @@
 """``vfrisk demo``: the whole pipeline on an embedded default, for a first run.
 
-Stages so far: generate the SYNTHETIC demo cohort (low resolution, the three shipped
-sites) unless ``DIR/cohort/manifest.json`` already exists. Indexing, scoring, clinical
-import and the dashboard join as their issues land.
+Stages so far, in ``DIR`` (default ``./vfrisk-demo``):
+
+1. generate the SYNTHETIC demo cohort (low resolution, the three shipped sites) into
+   ``DIR/cohort`` unless its ``manifest.json`` already exists;
+2. index its archive into ``DIR/vfrisk.duckdb`` (incremental: a re-run reads nothing new).
+
+Scoring, clinical import and the dashboard join as their issues land.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ def run_demo(
     patients: int,
     workers: int,
     config: Config,
-    describe: Callable,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Run the demo in ``folder``; return the exit status.
@@ -30,18 +33,20 @@ def run_demo(
     Parameters
     ----------
     folder : Path
-        Working folder; the cohort goes to ``folder / 'cohort'``.
+        Working folder: ``cohort/`` and ``vfrisk.duckdb`` go there.
     patients : int
         Cohort size when the cohort must be generated.
     workers : int
-        Processes for generation.
+        Processes for generation and indexing.
     config : Config
-        The merged configuration (``[synth]`` gives sites and seed).
-    describe : callable
-        Formats a ``SynthSummary`` for the terminal.
+        The merged configuration (``[synth]`` sites and seed, ``[eligibility]`` rules).
     progress : callable, optional
-        Progress callback ``(done, total)``.
+        Progress callback ``(done, total)`` of the generation.
     """
+    from engine import logs
+    from engine.index import IndexRequest, index_archive, rules_from_config
+    from engine.store import Store
+    from engine.summaries import describe_index, describe_synth
     from engine.synth.cohort import SynthRequest, synthesize
 
     cohort = folder / "cohort"
@@ -52,15 +57,24 @@ def run_demo(
             f"Using the SYNTHETIC demo cohort in {cohort}: {made['patients']} patients, "
             f"{made['series']} series, {made['files']} files (delete the folder to regenerate)."
         )
-        return 0
-    request = SynthRequest(
-        out=cohort,
-        patients=patients,
-        sites=config["synth"]["sites"],
-        seed=config["synth"]["seed"],
-        resolution="low",
-        workers=workers,
+    else:
+        request = SynthRequest(
+            out=cohort,
+            patients=patients,
+            sites=config["synth"]["sites"],
+            seed=config["synth"]["seed"],
+            resolution="low",
+            workers=workers,
+        )
+        print(describe_synth(synthesize(request, progress=progress), request))
+
+    store = Store(folder / "vfrisk.duckdb", lock_timeout_s=config["storage"]["lock_timeout_s"])
+    summary = index_archive(
+        store,
+        IndexRequest(archive=cohort / "archive", workers=workers, progress=False),
+        rules_from_config(config),
+        config_hash=config.hash(),
+        run_id=logs.run_id(),
     )
-    summary = synthesize(request, progress=progress)
-    print(describe(summary, request))
+    print(describe_index(summary))
     return 0

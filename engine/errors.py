@@ -45,6 +45,7 @@ REASONS: dict[str, str] = {
     "mixed_sizes": "The slices of the series disagree in size or orientation.",
     "slice_gap": "Slices are missing: the gap between neighbours is too large to fill in.",
     "not_preferred": "Another series of the same study was chosen for scoring.",
+    "series_not_found": "The series is not in the database.",
     "mixed_series": "The files given as one series belong to several series.",
     "overlapping_slices": "Two different images share one position; the series mixes acquisitions.",
 }

@@ -12,8 +12,10 @@ file and, for codecs, the package to install.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from engine.archive_paths import is_zip_member, read_member
 from engine.errors import VfriskError
 from engine.load.volume import AIR_HU
 
@@ -83,16 +86,21 @@ class Frame:
 
 
 def _read_dataset(path: str) -> Dataset:
+    source: str | io.BytesIO = path
     try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise VfriskError("not_dicom", f"{path} cannot be read: {exc.strerror}") from None
+        if is_zip_member(path):
+            source = read_member(path)
+            size = len(source.getbuffer())
+        else:
+            size = os.path.getsize(path)
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise VfriskError("not_dicom", f"{path} cannot be read: {exc}") from None
     if size == 0:
         raise VfriskError("empty_file", f"{path} is empty (0 bytes); copy it again")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(source)
         except InvalidDicomError:
             raise VfriskError(
                 "not_dicom", f"{path} is not a DICOM file (no 'DICM' preamble)"

@@ -68,3 +68,19 @@ def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_bad_patient_count_is_refused_by_the_parser(tmp_path: Path) -> None:
     result = _vfrisk("synth", str(tmp_path / "o"), "--patients", "0", cwd=tmp_path)
     assert result.returncode == 2 and "must be >= 1" in result.stderr
+
+
+def test_demo_generates_once_then_indexes_incrementally(tmp_path: Path) -> None:
+    first = _vfrisk("demo", "--dir", "d", "--patients", "3", "--workers", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "SYNTHETIC cohort written" in first.stdout and "selected     3 series" in first.stdout
+    again = _vfrisk("demo", "--dir", "d", "--patients", "3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Using the SYNTHETIC demo cohort" in again.stdout
+    assert "0 new, 0 changed" in again.stdout
+    from engine.store import Store
+
+    selected = Store(tmp_path / "d" / "vfrisk.duckdb").query(
+        "SELECT count(*) AS n FROM series WHERE selected"
+    )
+    assert selected["n"].item() == 3
