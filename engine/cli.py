@@ -16,7 +16,7 @@ from pathlib import Path
 from engine import __version__
 from engine.config import Config, load_config
 from engine.errors import VfriskError
-from engine.summaries import describe_index, describe_synth
+from engine.summaries import describe_clinical, describe_index, describe_synth
 
 __all__ = ["main"]
 
@@ -96,6 +96,28 @@ def _build_parser() -> argparse.ArgumentParser:
         help="files per write transaction (a crash loses at most one batch)",
     )
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    clinical = sub.add_parser(
+        "import-clinical",
+        help="import the clinical table (CSV or Parquet) and link it to the indexed scans",
+        description="Check FILE against the clinical data dictionary, store it by patient_id "
+        "(re-import updates; patients absent from FILE are kept unless --replace) and link "
+        "each patient to the DICOM PatientID of the indexed scans. Any error refuses the "
+        "whole file, with a report naming row, column, value and rule; nothing is written.",
+    )
+    clinical.add_argument("file", type=Path, metavar="FILE", help="CSV or Parquet file")
+    clinical.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    clinical.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete stored patients that are not in FILE (default: keep them)",
+    )
+    clinical.add_argument(
+        "--max-problems",
+        type=_positive_int,
+        metavar="N",
+        help="problems printed when the file is refused (default [clinical] max_problems)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -181,6 +203,28 @@ def _cmd_index(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_import_clinical(args: argparse.Namespace, config: Config) -> int:
+    import dataclasses
+
+    from engine import logs
+    from engine.clinical import ImportRequest, import_clinical, settings_from_config
+    from engine.store import Store
+
+    db = args.db or Path(config["storage"]["db"])
+    settings = settings_from_config(config)
+    if args.max_problems:
+        settings = dataclasses.replace(settings, max_problems=args.max_problems)
+    run_id = logs.configure(
+        _log_path(args, config, db.absolute().parent), "import-clinical",
+        config["logging"]["level"],
+    )  # fmt: skip
+    store = Store(db, lock_timeout_s=config["storage"]["lock_timeout_s"])
+    req = ImportRequest(file=args.file, replace=args.replace)
+    summary = import_clinical(store, req, settings, config_hash=config.hash(), run_id=run_id)
+    print(describe_clinical(summary))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from engine import logs
     from engine.demo import run_demo
@@ -196,7 +240,12 @@ def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
     )
 
 
-_COMMANDS = {"synth": _cmd_synth, "index": _cmd_index, "demo": _cmd_demo}
+_COMMANDS = {
+    "synth": _cmd_synth,
+    "index": _cmd_index,
+    "import-clinical": _cmd_import_clinical,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,9 +4,11 @@ Stages so far, in ``DIR`` (default ``./vfrisk-demo``):
 
 1. generate the SYNTHETIC demo cohort (low resolution, the three shipped sites) into
    ``DIR/cohort`` unless its ``manifest.json`` already exists;
-2. index its archive into ``DIR/vfrisk.duckdb`` (incremental: a re-run reads nothing new).
+2. index its archive into ``DIR/vfrisk.duckdb`` (incremental: a re-run reads nothing new);
+3. import ``DIR/cohort/clinical.csv`` and link it to the indexed scans (a re-run finds
+   every row unchanged).
 
-Scoring, clinical import and the dashboard join as their issues land.
+Scoring and the dashboard join as their issues land.
 """
 
 from __future__ import annotations
@@ -77,4 +79,16 @@ def run_demo(
         run_id=logs.run_id(),
     )
     print(describe_index(summary))
+
+    from engine.clinical import ImportRequest, import_clinical, settings_from_config
+    from engine.summaries import describe_clinical
+
+    imported = import_clinical(
+        store,
+        ImportRequest(file=cohort / "clinical.csv"),
+        settings_from_config(config),
+        config_hash=config.hash(),
+        run_id=logs.run_id(),
+    )
+    print(describe_clinical(imported))
     return 0

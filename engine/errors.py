@@ -48,6 +48,13 @@ REASONS: dict[str, str] = {
     "series_not_found": "The series is not in the database.",
     "mixed_series": "The files given as one series belong to several series.",
     "overlapping_slices": "Two different images share one position; the series mixes acquisitions.",
+    # clinical import (issue 5)
+    "clinical_file_not_found": "The clinical file to import does not exist.",
+    "clinical_unreadable": "The clinical file cannot be read as CSV or Parquet.",
+    "clinical_invalid": (
+        "The clinical table breaks the data dictionary; the report names each row, column, "
+        "value and rule, and nothing was imported."
+    ),
 }
 
 

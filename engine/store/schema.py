@@ -121,4 +121,59 @@ DDL: tuple[str, ...] = (
         content_hash VARCHAR NOT NULL,
         indexed_at TIMESTAMP
     )""",
+    # -- clinical (issue 5): written only through engine/store/clinical_tables.py --------
+    # clinical: one row per patient, keyed by patient_id (= DICOM PatientID), typed as the
+    # data dictionary says (engine/clinical/dictionary.py). FRAX always in percent. extra:
+    # JSON object of the file's columns outside the dictionary (direct identifiers such as
+    # name, birth date, address or MRN are dropped before storage, never kept here).
+    # source_file/source_row: where the row came from; imported_at/run_id: the import
+    # that last changed it (an unchanged row keeps its first import's).
+    """CREATE TABLE IF NOT EXISTS clinical (
+        patient_id VARCHAR PRIMARY KEY,
+        site VARCHAR NOT NULL,
+        sex VARCHAR,
+        age DOUBLE,
+        height_cm DOUBLE,
+        weight_kg DOUBLE,
+        bmi DOUBLE,
+        prior_fracture TINYINT,
+        parent_hip_fracture TINYINT,
+        current_smoking TINYINT,
+        glucocorticoids TINYINT,
+        rheumatoid_arthritis TINYINT,
+        secondary_osteoporosis TINYINT,
+        alcohol_3plus TINYINT,
+        prevalent_vf TINYINT,
+        frax_mof DOUBLE,
+        frax_hip DOUBLE,
+        scan_date DATE,
+        followup_years DOUBLE NOT NULL,
+        incident_vf TINYINT NOT NULL,
+        event_type TINYINT NOT NULL,
+        extra JSON,
+        source_file VARCHAR NOT NULL,
+        source_row INTEGER,
+        imported_at TIMESTAMP NOT NULL,
+        run_id VARCHAR
+    )""",
+    # clinical_links: recomputed by every import from the whole clinical table and the
+    # selected series. status 'linked' (one row per patient: its index scan, the earliest
+    # or latest selected series, [clinical] index_scan), 'no_scan' (clinical patient
+    # without a selected series; series columns NULL) or 'no_clinical' (one row per
+    # selected series whose PatientID has no clinical row). date_gap_days = clinical
+    # scan_date - DICOM StudyDate; date_disagrees when |gap| > scan_date_tolerance_days.
+    # The evaluation joins predictions (series_uid) to outcomes (clinical) through it.
+    """CREATE TABLE IF NOT EXISTS clinical_links (
+        patient_id VARCHAR,
+        series_uid VARCHAR,
+        study_uid VARCHAR,
+        study_date DATE,
+        n_scans INTEGER NOT NULL,
+        scan_date DATE,
+        date_gap_days INTEGER,
+        date_disagrees BOOLEAN NOT NULL,
+        status VARCHAR NOT NULL,
+        linked_at TIMESTAMP NOT NULL,
+        run_id VARCHAR
+    )""",
 )
