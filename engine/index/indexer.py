@@ -100,14 +100,77 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _refresh(con: Any, touched: set[str], rules: Rules, now: dt.datetime) -> None:
+class _SeriesCache:
+    """The stored instances of the series a run is writing, mirrored in memory.
+
+    Re-summarizing a series needs all its instances; reading them back from the database
+    in every batch cost more than the rest of the batch (a series often spans batches).
+    A series is loaded from the database the first time a batch touches it (its rows from
+    earlier runs), then kept up to date with what each batch deletes and inserts. Series
+    no batch touched for ``keep`` batches are dropped (memory stays bounded on a large
+    archive, read in path order); touching one again reloads it, so the mirror always
+    equals the database (one writer at a time holds the write lock; the run aborts when
+    a transaction fails).
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self.batch = 0
+        self.series: dict[str, dict[str, InstanceRecord]] = {}
+        self.last_used: dict[str, int] = {}
+        self.series_of: dict[str, str] = {}
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop instances whose paths were deleted from the database."""
+        for path in paths:
+            uid = self.series_of.pop(path, None)
+            if uid is not None and uid in self.series:
+                self.series[uid].pop(path, None)
+
+    def load(self, con: Any, uids: Iterable[str]) -> None:
+        """Mirror the stored instances of the series not held yet."""
+        self.batch += 1
+        uids = set(uids)
+        for uid in uids:
+            self.last_used[uid] = self.batch
+        missing = [u for u in uids if u not in self.series]
+        if missing:
+            self.series.update({u: {} for u in missing})
+            self.add(tables.load_instances(con, missing))
+
+    def add(self, records: Iterable[InstanceRecord]) -> None:
+        """Mirror inserted instances (their series are loaded)."""
+        for r in records:
+            self.series[r.series_uid][r.path] = r
+            self.series_of[r.path] = r.series_uid
+
+    def groups(self, uids: Iterable[str]) -> dict[str, list[InstanceRecord]]:
+        """Instances of these series (series with none left are omitted); then evict."""
+        out = {u: list(self.series[u].values()) for u in sorted(uids) if self.series.get(u)}
+        for uid in [u for u, b in self.last_used.items() if b <= self.batch - self.keep]:
+            for path in self.series.pop(uid, {}):
+                self.series_of.pop(path, None)
+            del self.last_used[uid]
+        return out
+
+
+def _refresh(
+    con: Any,
+    touched: set[str],
+    rules: Rules,
+    now: dt.datetime,
+    cache: _SeriesCache | None = None,
+) -> None:
     """Re-summarize the touched series and re-decide every series of their studies."""
     if not touched:
         return
     studies = tables.study_uids_of(con, touched)
-    groups: dict[str, list[InstanceRecord]] = {}
-    for record in tables.load_instances(con, touched):
-        groups.setdefault(record.series_uid, []).append(record)
+    if cache is not None:
+        groups = cache.groups(touched)
+    else:
+        groups = {}
+        for record in tables.load_instances(con, touched):
+            groups.setdefault(record.series_uid, []).append(record)
     fresh: list[SeriesRecord] = []
     for records in groups.values():
         summary = summarize(records)
@@ -117,18 +180,27 @@ def _refresh(con: Any, touched: set[str], rules: Rules, now: dt.datetime) -> Non
     tables.replace_series(con, touched, decide_all([*others, *fresh], rules))
 
 
-def _commit(store: Store, results: Sequence[InstanceRecord | Unreadable], rules: Rules) -> None:
+def _commit(
+    store: Store,
+    results: Sequence[InstanceRecord | Unreadable],
+    rules: Rules,
+    cache: _SeriesCache,
+) -> None:
     now = _now()
     instances = [r for r in results if isinstance(r, InstanceRecord)]
     unreadable = [r for r in results if isinstance(r, Unreadable)]
     files = [(r.path, r.size, r.mtime_ns, "instance") for r in instances]
     files += [(r.path, r.size, r.mtime_ns, "unreadable") for r in unreadable]
+    paths = [f[0] for f in files]
     with store.write() as con:
-        touched = tables.delete_paths(con, [f[0] for f in files])
+        touched = tables.delete_paths(con, paths) | {r.series_uid for r in instances}
+        cache.forget(paths)
+        cache.load(con, touched)  # before the insert: rows of earlier runs only
         tables.insert_instances(con, instances)
         tables.insert_unreadable(con, unreadable)
         tables.insert_files(con, files, now)
-        _refresh(con, touched | {r.series_uid for r in instances}, rules, now)
+        cache.add(instances)
+        _refresh(con, touched, rules, now, cache)
     logs.event(
         "index.batch_committed",
         files=len(files),
@@ -293,11 +365,12 @@ def _read_and_commit(
 ) -> int:
     pending: list[InstanceRecord | Unreadable] = []
     done = batches = 0
+    cache = _SeriesCache()
 
     def flush() -> None:
         nonlocal done, batches
         if pending:
-            _commit(store, pending, rules)
+            _commit(store, pending, rules, cache)
             done += len(pending)
             batches += 1
             pending.clear()

@@ -36,13 +36,15 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from engine.errors import VfriskError
 from engine.store.schema import DDL, SCHEMA_VERSION
+
+if TYPE_CHECKING:  # pandas costs ~150 ms to import; only query() needs it
+    import pandas as pd
 
 __all__ = ["Store"]
 
@@ -85,6 +87,7 @@ class Store:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._intent_path = self.path.with_name(self.path.name + ".intent")
         self._waiting_path = self.path.with_name(self.path.name + ".waiting")
+        self._schema_checked = False  # tables are created once per Store, not per write
 
     # -- locking ---------------------------------------------------------------------------
     def _open_lockfile(self, path: Path) -> IO[bytes]:
@@ -161,7 +164,9 @@ class Store:
         with self._locked(exclusive=True):
             con = self._connect(False, time.monotonic() + self.lock_timeout_s)
             try:
-                self._ensure_schema(con)
+                if not self._schema_checked:
+                    self._ensure_schema(con)
+                    self._schema_checked = True
                 con.execute("BEGIN TRANSACTION")
                 try:
                     yield con

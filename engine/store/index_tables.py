@@ -62,6 +62,12 @@ _SERIES_SCHEMA = pa.schema(
     [(f.name, _SERIES_TYPES.get(f.name, pa.string())) for f in fields(SeriesRecord)]
 )
 _INSTANCE_COLUMNS = ", ".join(_INSTANCE_SCHEMA.names)
+#: Instance columns copied as they are from ``InstanceRecord`` attributes of the same name.
+_INSTANCE_PLAIN_COLUMNS = [
+    n
+    for n in _INSTANCE_SCHEMA.names
+    if n not in ("orientation", "ipp", "pixel_spacing", "position", "frame_positions")
+]
 _SERIES_COLUMNS = ", ".join(_SERIES_SCHEMA.names)
 
 
@@ -119,17 +125,19 @@ def remove_under(con: duckdb.DuckDBPyConnection, prefix: str, keep: Collection[s
     return delete_paths(con, gone)
 
 
+def _lists(values: Iterable[tuple[float, ...] | None]) -> list[list[float] | None]:
+    return [list(v) if v is not None else None for v in values]
+
+
 def insert_instances(con: duckdb.DuckDBPyConnection, records: Sequence[InstanceRecord]) -> None:
     """Insert instance rows (the caller has deleted any old rows of the same paths)."""
-    cols: dict[str, list[Any]] = {name: [] for name in _INSTANCE_SCHEMA.names}
-    for r in records:
-        row = {f.name: getattr(r, f.name) for f in fields(InstanceRecord)}
-        row["position"] = r.positions[0] if r.positions else None
-        row["frame_positions"] = list(r.positions) if r.positions else None
-        for key in ("orientation", "ipp", "pixel_spacing"):
-            row[key] = list(row[key]) if row[key] is not None else None
-        for name in cols:
-            cols[name].append(row[name])
+    cols: dict[str, list[Any]] = {
+        name: [getattr(r, name) for r in records] for name in _INSTANCE_PLAIN_COLUMNS
+    }
+    for key in ("orientation", "ipp", "pixel_spacing"):
+        cols[key] = _lists(getattr(r, key) for r in records)
+    cols["position"] = [r.positions[0] if r.positions else None for r in records]
+    cols["frame_positions"] = [list(r.positions) if r.positions else None for r in records]
     _insert(con, "instances", pa.table(cols, schema=_INSTANCE_SCHEMA))
 
 

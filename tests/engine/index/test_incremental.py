@@ -16,7 +16,7 @@ from engine.store import Store
 def _hashes(db: Path) -> pd.Series:
     return (
         Store(db)
-        .query("SELECT series_uid, content_hash FROM series")
+        .query("SELECT series_uid, content_hash FROM series ORDER BY series_uid")
         .set_index("series_uid")["content_hash"]
     )
 
