@@ -177,6 +177,7 @@ def _cmd_synth(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_index(args: argparse.Namespace, config: Config) -> int:
     from engine import logs
+    from engine.clinical import relink, settings_from_config
     from engine.index import IndexRequest, index_archive, rules_from_config
     from engine.store import Store
 
@@ -200,6 +201,13 @@ def _cmd_index(args: argparse.Namespace, config: Config) -> int:
     store = Store(db, lock_timeout_s=config["storage"]["lock_timeout_s"])
     summary = index_archive(store, req, rules, config_hash=config.hash(), run_id=run_id)
     print(describe_index(summary))
+    # Scans changed: refresh the clinical link (earliest selected scan per patient).
+    links = relink(store, settings_from_config(config), run_id)
+    if links is not None:
+        print(
+            f"  clinical     relinked: {links.linked} patients linked, {links.no_scan} without "
+            f"a scan, {links.scans_without_patient} scans without a patient"
+        )
     return 0
 
 

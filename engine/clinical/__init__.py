@@ -14,6 +14,7 @@ from engine.clinical.importer import (
     ImportSummary,
     import_clinical,
     read_clinical_file,
+    relink,
 )
 from engine.clinical.link import LinkCounts, link_patients
 from engine.clinical.settings import ClinicalSettings, settings_from_config
@@ -34,6 +35,7 @@ __all__ = [
     "link_patients",
     "markdown_table",
     "read_clinical_file",
+    "relink",
     "settings_from_config",
     "typed_frame",
     "validate",

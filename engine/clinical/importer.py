@@ -35,6 +35,7 @@ __all__ = [
     "format_report",
     "import_clinical",
     "read_clinical_file",
+    "relink",
 ]
 
 _NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None"]
@@ -265,3 +266,21 @@ def import_clinical(
         logs.event("clinical.warning", level="warning", **asdict(problem))
     logs.event("clinical.imported", **summary.counts())
     return summary
+
+
+def relink(store: Store, settings: ClinicalSettings, run_id: str) -> LinkCounts | None:
+    """Recompute ``clinical_links`` after the scans changed (``vfrisk index`` calls it).
+
+    Returns None, and writes nothing, when no clinical table has been imported yet.
+    """
+    with store.write() as con:
+        if tables.count_clinical(con) == 0:
+            return None
+        links = link_patients(
+            tables.clinical_dates(con),
+            tables.selected_scans(con),
+            index_scan=settings.index_scan,
+            tolerance_days=settings.scan_date_tolerance_days,
+        )
+        tables.replace_links(con, links, linked_at=_now(), run_id=run_id)
+    return link_counts(links)

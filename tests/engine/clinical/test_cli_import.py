@@ -100,3 +100,32 @@ def test_demo_imports_the_clinical_table(tmp_path: Path) -> None:
     assert "linked       3 patients" in out.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=ENV)
     assert "rows         3 read: 0 inserted, 0 updated, 3 unchanged" in again.stdout
+
+
+def test_index_after_import_relinks_new_scans(tmp_path: Path) -> None:
+    """A scan indexed after the clinical import is linked without a second import."""
+    import shutil
+
+    from engine.store import Store
+    from engine.synth.cohort import SynthRequest, synthesize
+
+    cohort = tmp_path / "c"
+    synthesize(SynthRequest(cohort, patients=2, sites="dev", seed=4, resolution="low"))
+    archive, db = tmp_path / "archive", tmp_path / "db.duckdb"
+    first, second = sorted((cohort / "archive").iterdir())
+    shutil.copytree(first, archive / first.name)
+    run = [sys.executable, "-m", "engine.cli"]
+    assert subprocess.run([*run, "index", str(archive), "--db", str(db), "--no-progress"],
+                          capture_output=True, check=False).returncode == 0  # fmt: skip
+    clinical = str(cohort / "clinical.csv")
+    imported = subprocess.run([*run, "import-clinical", clinical, "--db", str(db)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    status = Store(db).query("SELECT status, count(*) AS n FROM clinical_links GROUP BY status")
+    assert dict(zip(status["status"], status["n"], strict=True)) == {"linked": 1, "no_scan": 1}
+    shutil.copytree(second, archive / second.name)
+    indexed = subprocess.run([*run, "index", str(archive), "--db", str(db), "--no-progress"],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert indexed.returncode == 0 and "relinked: 2 patients linked" in indexed.stdout
+    status = Store(db).query("SELECT status, count(*) AS n FROM clinical_links GROUP BY status")
+    assert dict(zip(status["status"], status["n"], strict=True)) == {"linked": 2}
