@@ -3,7 +3,7 @@
 For each site one full-size synthetic patient is generated (soft-kernel axial series only).
 Compression is excluded from the main comparison: JPEG 2000 sites are written as Explicit
 VR Little Endian, and with ``--compressed`` the site's own transfer syntax is timed on a
-second copy and reported separately. Each reader loads the same files, best of 3; the ratio
+second copy and reported separately. Each reader loads the same files, best of 5; the ratio
 ``load_series / SimpleITK`` is the figure of merit (goal <= 1.3x). SimpleITK gets the file
 names already sorted (``GetGDCMSeriesFileNames``, not timed); ``load_series`` gets them
 unsorted and sorts them itself. Absolute seconds depend on the machine; ratios from the
@@ -65,8 +65,8 @@ def _compare(label: str, files: list[Path], series_uid: str) -> float:
         reader.SetFileNames(names)
         return sitk.GetArrayViewFromImage(reader.Execute())
 
-    ours = _best_of(3, lambda: load_series(files))
-    theirs = _best_of(3, read_sitk)
+    ours = _best_of(5, lambda: load_series(files))
+    theirs = _best_of(5, read_sitk)
     shape = load_series(files).hu.shape
     print(f"  {label}: {shape[2]}x{shape[1]}x{shape[0]} voxels, {len(files)} files: "
           f"load_series {ours:.3f} s, SimpleITK {theirs:.3f} s, "
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--compressed", action="store_true")
     args = parser.parse_args()
     profiles = load_profiles()
-    print("load_speed: full resolution, one patient per site, best of 3")
+    print("load_speed: full resolution, one patient per site, best of 5")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for site in args.sites.split(","):

@@ -4,7 +4,7 @@
 data element when there is one, so its 8-12 byte element header is read there to check,
 without loading pixels, that the pixels exist and fit in the file (a CT image without them
 is ``no_pixel_data``, one cut short is ``truncated``). Plain files skip pydicom
-altogether (``engine.index.rawscan`` walks their raw elements, about 4x faster); the rest
+altogether (``engine.dicom_raw`` walks their raw elements, about 4x faster); the rest
 go through pydicom, and both end in the same checks (``_interpret``). Values are decoded
 straight from the raw elements because converting every element through pydicom costs
 as much as parsing the file. PatientName, birth date and other direct identifiers are
@@ -32,8 +32,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from engine.archive_paths import ZIP_SEPARATOR
+from engine.dicom_raw import scan_header
 from engine.errors import reason
-from engine.index.rawscan import scan_header
 from engine.index.records import FileEntry, InstanceRecord, Unreadable
 
 __all__ = ["read_chunk", "read_entry", "read_dicom"]
@@ -214,7 +214,7 @@ def _raw_ushort(values: dict[int, bytes], tag: int) -> int | None:
 def read_dicom(entry: FileEntry, fp: IO[bytes], source: str) -> InstanceRecord | Unreadable:
     """Parse the header of one DICOM object from an open binary file.
 
-    Plain files take the fast path (:func:`engine.index.rawscan.scan_header`); the rest,
+    Plain files take the fast path (:func:`engine.dicom_raw.scan_header`); the rest,
     damaged ones included, are parsed by pydicom. Both end in the same checks.
 
     Parameters

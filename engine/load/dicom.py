@@ -6,6 +6,9 @@ What happens, in order:
    CT and Enhanced (multi-frame) CT with per-frame or shared functional groups; any
    transfer syntax pydicom can decode (uncompressed little or big endian, JPEG Lossless,
    JPEG-LS, JPEG 2000, RLE); signed or unsigned pixels; per-frame RescaleSlope/Intercept.
+   Plain single-frame files (uncompressed little endian, 16 bits) skip pydicom: their
+   headers are walked raw (:mod:`engine.load.plain`) and their pixels are read only in
+   step 5, slice by slice into one reused buffer, with identical results.
 2. Repeated instances (same SOPInstanceUID and frame) are dropped; frames must agree in
    Rows, Columns, PixelSpacing and ImageOrientationPatient (else ``mixed_sizes``) and the
    planes must be within ``max_plane_angle_deg`` of axial (else ``not_axial``).
@@ -45,6 +48,7 @@ from engine.dicom_geometry import (
 )
 from engine.errors import VfriskError
 from engine.load.frames import Frame, read_frames, to_hu
+from engine.load.plain import read_plain_frame
 from engine.load.resample import interpolate_slices, is_axis_aligned, to_canonical
 from engine.load.volume import AIR_HU, Volume
 
@@ -66,6 +70,13 @@ _TILT_WARN_DEG = 0.1
 def _name(frames: Sequence[Frame]) -> str:
     uid = frames[0].series_uid
     return f"series {uid}" if uid else f"the series of {frames[0].path}"
+
+
+def _read(path: Path | str) -> list[Frame]:
+    """The frames of one file: the raw fast path when it applies, else pydicom."""
+    path = str(path)
+    frame = read_plain_frame(path)
+    return [frame] if frame is not None else read_frames(path)
 
 
 def _unique(frames: list[Frame]) -> list[Frame]:
@@ -92,8 +103,8 @@ def _check_consistent(frames: list[Frame], max_plane_angle_deg: float) -> None:
         )
     for f in frames[1:]:
         what = None
-        if f.pixels.shape != ref.pixels.shape:
-            what = f"Rows x Columns {f.pixels.shape} vs {ref.pixels.shape}"
+        if f.shape != ref.shape:
+            what = f"Rows x Columns {f.shape} vs {ref.shape}"
         elif not np.allclose(f.spacing_rc, ref.spacing_rc, rtol=1e-4, atol=1e-5):
             what = f"PixelSpacing {f.spacing_rc} vs {ref.spacing_rc}"
         elif not np.allclose(f.iop, ref.iop, atol=1e-4):
@@ -219,17 +230,18 @@ def load_series(
     """
     if len(paths) == 0:
         raise VfriskError("bad_argument", "load_series got no files")
-    frames = _unique([f for p in paths for f in read_frames(p)])
+    frames = _unique([f for p in paths for f in _read(p)])
     _check_consistent(frames, max_plane_angle_deg)
     name = _name(frames)
     frames, positions = _sorted_unique(frames, name)
     targets = _targets(positions, name, max_gap_factor, spacing_tolerance)
 
     ref = frames[0]
-    rows, cols = ref.pixels.shape
+    rows, cols = ref.shape
     stack = np.empty((len(frames), rows, cols), dtype=np.float32)
+    scratch = np.empty(rows * cols, dtype=np.uint16)  # stays in cache from read to convert
     for n, frame in enumerate(frames):
-        to_hu(frame, stack[n])
+        to_hu(frame, stack[n], scratch)
 
     warnings: list[str] = []
     iop = np.asarray(ref.iop)

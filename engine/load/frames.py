@@ -3,11 +3,14 @@
 Classic single-frame images (CT Image Storage) and Enhanced (multi-frame) CT, whose
 geometry and rescale live per frame in the Per-frame Functional Groups Sequence or, shared
 by all frames, in the Shared Functional Groups Sequence (PS3.3 C.7.6.16), give the same
-:class:`Frame` records. Pixels are decoded once, here: uncompressed little-endian 16-bit
-data is viewed straight from the file's bytes with ``numpy.frombuffer``; everything else
-(big endian, JPEG Lossless, JPEG-LS, JPEG 2000, RLE) goes through pydicom's decoders
-(pylibjpeg, python-gdcm). Every failure is a :class:`~engine.errors.VfriskError` naming the
-file and, for codecs, the package to install.
+:class:`Frame` records. :func:`read_frames` reads any file with pydicom and decodes its
+pixels once, here: uncompressed little-endian 16-bit data is viewed straight from the
+file's bytes with ``numpy.frombuffer``; everything else (big endian, JPEG Lossless,
+JPEG-LS, JPEG 2000, RLE) goes through pydicom's decoders (pylibjpeg, python-gdcm). Every
+failure is a :class:`~engine.errors.VfriskError` naming the file and, for codecs, the
+package to install. Plain files may instead come from :mod:`engine.load.plain`, whose
+frames hold :class:`StoredPixels`, where in the file their pixels lie, read only when
+:func:`to_hu` converts them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from engine.archive_paths import is_zip_member, read_member
 from engine.errors import VfriskError
 from engine.load.volume import AIR_HU
 
-__all__ = ["Frame", "decode_hu", "read_frames", "to_hu"]
+__all__ = ["Frame", "StoredPixels", "decode_hu", "read_frames", "to_hu"]
 
 # What to install when pydicom has no decoder for a transfer syntax (by UID prefix).
 _CODEC_HINTS = {
@@ -39,6 +42,58 @@ _CODEC_HINTS = {
     "1.2.840.10008.1.2.4.20": "pylibjpeg-openjpeg (HTJ2K)",
     "1.2.840.10008.1.2.5": "pylibjpeg-rle (RLE Lossless)",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPixels:
+    """Where a frame's uncompressed little-endian 16-bit stored values lie in its file.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    offset : int
+        Byte offset of the first pixel.
+    shape : tuple of int
+        (rows, cols).
+    signed : bool
+        PixelRepresentation 1: two's complement ``<i2``, else ``<u2``.
+    bits_stored : int
+        BitsStored; signed values are sign-extended from it (PS3.5 8.1.1).
+    """
+
+    path: str
+    offset: int
+    shape: tuple[int, int]
+    signed: bool
+    bits_stored: int
+
+    def read(self, scratch: np.ndarray | None = None) -> np.ndarray:
+        """The stored values, shape (rows, cols), read into ``scratch`` when given.
+
+        ``scratch``: any 2-byte dtype, at least rows x cols values, C-contiguous; reusing
+        one buffer for every slice keeps it in cache while :func:`to_hu` converts it.
+        """
+        count = self.shape[0] * self.shape[1]
+        dtype = np.dtype("<i2" if self.signed else "<u2")
+        if scratch is None:
+            out = np.empty(count, dtype=dtype)
+        else:
+            out = scratch.reshape(-1)[:count].view(dtype)
+        with open(self.path, "rb", buffering=0) as fp:
+            fp.seek(self.offset)
+            got = fp.readinto(memoryview(out).cast("B"))
+        if got != 2 * count:
+            raise VfriskError(
+                "truncated",
+                f"{self.path}: pixel data holds {got} bytes of the {2 * count} expected; "
+                "the file changed while it was read, or was cut off; copy it again",
+            )
+        if self.signed and self.bits_stored < 16:  # sign-extend from BitsStored
+            shift = 16 - self.bits_stored
+            np.left_shift(out, shift, out=out)
+            np.right_shift(out, shift, out=out)
+        return out.reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -67,8 +122,9 @@ class Frame:
         RescaleSlope and RescaleIntercept: ``HU = stored * slope + intercept``.
     padding : tuple of int or None
         Inclusive range of stored values that are padding (PS3.3 C.7.5.1.1.2).
-    pixels : np.ndarray
-        Stored values, shape (rows, cols), integer dtype.
+    data : np.ndarray or StoredPixels
+        Stored values, shape (rows, cols), integer dtype; or where in the file they lie,
+        read on use (see :attr:`pixels`).
     """
 
     path: str
@@ -82,7 +138,24 @@ class Frame:
     slope: float
     intercept: float
     padding: tuple[int, int] | None
-    pixels: np.ndarray
+    data: np.ndarray | StoredPixels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols), without reading pixels."""
+        rows, cols = self.data.shape
+        return rows, cols
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """Stored values, shape (rows, cols), integer dtype (read from the file if needed)."""
+        data = self.data
+        return data if isinstance(data, np.ndarray) else data.read()
+
+    def stored(self, scratch: np.ndarray | None = None) -> np.ndarray:
+        """:attr:`pixels`, read into ``scratch`` (see :meth:`StoredPixels.read`) if needed."""
+        data = self.data
+        return data if isinstance(data, np.ndarray) else data.read(scratch)
 
 
 def _read_dataset(path: str) -> Dataset:
@@ -304,22 +377,25 @@ def read_frames(path: Path | str, *, require_geometry: bool = True) -> list[Fram
     return frames
 
 
-def to_hu(frame: Frame, out: np.ndarray) -> None:
+def to_hu(frame: Frame, out: np.ndarray, scratch: np.ndarray | None = None) -> None:
     """Write a frame's HU into ``out`` (float32, shape (rows, cols)) without temporaries.
 
     ``HU = stored * slope + intercept``; padding values (PixelPaddingValue up to
     PixelPaddingRangeLimit) and values below air (out-of-field pixels outside the
-    reconstruction circle) become air, -1024 HU.
+    reconstruction circle) become air, -1024 HU. ``scratch`` (2-byte dtype, rows x cols
+    values) receives the stored values of a frame read from its file
+    (:class:`StoredPixels`).
     """
+    pixels = frame.stored(scratch)
     air = np.float32(AIR_HU)
     if frame.slope == 1.0:
         # one pass from the stored dtype into float32: floor at the stored value of air,
         # then shift by the intercept (a second pass only when the intercept is not 0)
-        np.maximum(frame.pixels, air - np.float32(frame.intercept), out=out, casting="unsafe")
+        np.maximum(pixels, air - np.float32(frame.intercept), out=out, casting="unsafe")
         if frame.intercept != 0.0:
             out += np.float32(frame.intercept)
     else:
-        np.multiply(frame.pixels, np.float32(frame.slope), out=out, casting="unsafe")
+        np.multiply(pixels, np.float32(frame.slope), out=out, casting="unsafe")
         out += np.float32(frame.intercept)
         np.maximum(out, air, out=out)
     if frame.padding is not None:
@@ -327,7 +403,7 @@ def to_hu(frame: Frame, out: np.ndarray) -> None:
         # padding that rescales below air (GE -2000 with intercept -1024, Canon -3024) is
         # already air after the floor; only padding that would read as tissue is masked
         if max(lo * frame.slope, hi * frame.slope) + frame.intercept >= AIR_HU:
-            mask = frame.pixels == lo if lo == hi else (frame.pixels >= lo) & (frame.pixels <= hi)
+            mask = pixels == lo if lo == hi else (pixels >= lo) & (pixels <= hi)
             out[mask] = air
 
 
@@ -345,7 +421,7 @@ def decode_hu(path: Path | str) -> np.ndarray:
         float32, shape (n_frames, rows, cols), HU; padding and sub-air values -> -1024.
     """
     frames = read_frames(path, require_geometry=False)
-    rows, cols = frames[0].pixels.shape
+    rows, cols = frames[0].shape
     out = np.empty((len(frames), rows, cols), dtype=np.float32)
     for n, frame in enumerate(frames):
         to_hu(frame, out[n])

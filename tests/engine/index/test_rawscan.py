@@ -10,8 +10,8 @@ import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from engine.dicom_raw import scan_header
 from engine.index import headers
-from engine.index.rawscan import scan_header
 from engine.index.walk import discover
 
 
@@ -70,7 +70,9 @@ def test_fast_path_against_pydicom_on_bad_and_odd_files(
     fast = _read_all(root, fast=True)
     assert fast == _read_all(root, fast=False)
     codes = {Path(r.path).name: getattr(r, "reason_code", None) for r in fast}
-    assert codes["cut_600"] == "truncated" and codes["random"] == "not_dicom"
+    # where byte 600 falls depends on the random UIDs' lengths; a cut in the pixels does not
+    assert codes[f"cut_{len(data) - 200}"] == "truncated" and codes["random"] == "not_dicom"
+    assert codes["cut_600"] in {"truncated", "bad_header"}
     assert codes["no_pixels"] == "no_pixel_data" and codes["no_series_uid"] == "bad_header"
     assert codes["implicit"] is None and codes["latin1"] is None
     # steps aside for what needs pydicom: cut files, non-ASCII text, functional groups

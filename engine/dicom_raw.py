@@ -1,21 +1,23 @@
 """Fast path for the common DICOM file: walk the raw elements up to the pixel data.
 
-``pydicom.dcmread(stop_before_pixels=True)`` builds a ``Dataset`` of every element and
-costs about 220 us per CT file, more than the whole rest of the indexer per file. Most
-archive files are plain: a 128-byte preamble and ``DICM``, an explicit VR little endian
-file meta group, then an implicit or explicit VR little endian data set ending with the
-pixel data element. :func:`scan_header` walks such a file's element headers with
-``struct.unpack_from`` on one buffer and keeps only the raw values of the tags the indexer
-reads (about 4x faster than ``dcmread``).
+``pydicom.dcmread`` builds a ``Dataset`` of every element and costs about 220 us per CT
+file, more than the whole rest of the indexer per file and a third of the loader's time
+per slice. Most archive files are plain: a 128-byte preamble and ``DICM``, an explicit VR
+little endian file meta group, then an implicit or explicit VR little endian data set
+ending with the pixel data element. :func:`scan_header` walks such a file's element
+headers with ``struct.unpack_from`` on one buffer and keeps only the raw values of the
+tags the caller reads (about 4x faster than ``dcmread``), plus where the pixel data lies.
+It is the one raw parser of the project: the indexer (``engine.index.headers``) and the
+loader (``engine.load.plain``) both use it.
 
 It never decides that a file is bad: anything it does not fully understand (no ``DICM``,
 a big endian, deflated or unknown transfer syntax, an unknown VR, an implicit/explicit VR
 mismatch, an element cut short by the end of the file, an Enhanced CT functional group
 sequence, a non-ASCII value of a wanted tag) returns ``None`` and the caller reads the
-file with pydicom, so every reason code still comes from one place
-(``engine.index.headers``). The element walk mirrors pydicom's
-``data_element_generator`` (PS3.5 section 7.1: 32-bit lengths for the VRs in
-``_LONG_VRS``; section 7.5: sequences and items of undefined length).
+file with pydicom, so every reason code still comes from the pydicom path of the caller.
+The element walk mirrors pydicom's ``data_element_generator`` (PS3.5 section 7.1: 32-bit
+lengths for the VRs in ``_LONG_VRS``; section 7.5: sequences and items of undefined
+length).
 """
 
 from __future__ import annotations
@@ -65,6 +67,17 @@ class RawHeader:
     pixel_offset : int
         Byte offset of the pixel data element's tag, or the file size when the data set
         ends exactly at the end of the file without one.
+    vrs : dict
+        Explicit VR (2 bytes, e.g. ``b"US"``) of each tag in ``values``; empty for
+        implicit VR, where the data dictionary gives the VR.
+    pixel_tag : int
+        Tag of the pixel data element (PixelData, FloatPixelData or
+        DoubleFloatPixelData), 0 when there is none.
+    pixel_start : int
+        Byte offset of that element's value (0 when there is none).
+    pixel_length : int
+        Its declared value length in bytes (``0xFFFFFFFF`` for encapsulated data of
+        undefined length; 0 when there is none), not checked against the file's size.
     """
 
     values: dict[int, bytes]
@@ -72,6 +85,10 @@ class RawHeader:
     transfer_syntax: str
     implicit: bool
     pixel_offset: int
+    vrs: dict[int, bytes]
+    pixel_tag: int = 0
+    pixel_start: int = 0
+    pixel_length: int = 0
 
 
 class _Unsupported(Exception):
@@ -177,9 +194,12 @@ def _scan(
     if implicit and data[pos + 4] in _UPPER and data[pos + 5] in _UPPER:
         raise _Unsupported  # looks explicit under an implicit syntax: pydicom's heuristic
     values: dict[int, bytes] = {}
+    vrs: dict[int, bytes] = {}
+    pixel_tag = pixel_start = pixel_length = 0
     while pos != size:  # ends at the pixel data element or exactly at the file's end
         tag, start, length, vr = _element(buf, pos, implicit)
         if tag in _PIXEL_TAGS:
+            pixel_tag, pixel_start, pixel_length = tag, start, length
             break
         if tag in _ENHANCED_TAGS or tag >> 16 == 0xFFFE:
             raise _Unsupported
@@ -196,8 +216,14 @@ def _scan(
             values[tag] = value
         elif tag in binary_tags:
             values[tag] = buf.need(pos)[start:pos]
+        else:
+            continue
+        if vr is not None:
+            vrs[tag] = vr
     meta_class = meta.get(0x00020002, b"").decode("ascii", "replace").strip(" \x00")
-    return RawHeader(values, meta_class, syntax, implicit, pos)
+    return RawHeader(
+        values, meta_class, syntax, implicit, pos, vrs, pixel_tag, pixel_start, pixel_length
+    )
 
 
 def scan_header(
