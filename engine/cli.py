@@ -119,6 +119,47 @@ def _build_parser() -> argparse.ArgumentParser:
         help="problems printed when the file is refused (default [clinical] max_problems)",
     )
 
+    report = sub.add_parser(
+        "report",
+        help="evaluate model predictions and FRAX against outcomes; write the report",
+        description="Compute the study's evaluation table (detection AUROC, Harrell and Uno "
+        "c-index, td-AUC, calibration, model vs FRAX and L1 HU) per site, pooled and by "
+        "subgroup; store it in the `evaluation` table under a new run id; print the "
+        "Markdown report and optionally write it to --out (.md, .html, .csv, .json). "
+        "Without model predictions the report covers the cohort and FRAX alone.",
+    )
+    report.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    report.add_argument(
+        "--model",
+        metavar="ID",
+        help="model_id to evaluate (default: the latest model that has predictions)",
+    )
+    report.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="also write the report: .md, .html (self-contained), .csv (evaluation rows), .json",
+    )
+
+    train = sub.add_parser(
+        "train-anatomy",
+        help="train the built-in muscle network on a generated cohort (CPU, minutes)",
+        description="Generate a synthetic cohort with fixed development seeds, train the "
+        "psoas/paraspinal U-Net on its ground truth and write the weights (float16) and a "
+        "JSON model card beside them. Same command, same weights.",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=Path("engine/anatomy/weights/muscles.pt"),
+        metavar="FILE",
+        help="weights file (.pt); the card is written beside it as .json",
+    )
+    train.add_argument("--patients", type=_positive_int, default=36, metavar="N")
+    train.add_argument("--epochs", type=_positive_int, default=8, metavar="E")
+    train.add_argument("--seed", type=int, default=7, metavar="S")
+    train.add_argument("--width", type=_positive_int, default=16, metavar="C")
+
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on a small synthetic cohort",
@@ -233,6 +274,57 @@ def _cmd_import_clinical(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, config: Config) -> int:
+    from engine import logs
+    from engine.report import build_report, check_output, settings_from_config
+    from engine.report.document import build_document
+    from engine.report.render import to_markdown, write
+    from engine.store import Store
+
+    db = args.db or Path(config["storage"]["db"])
+    settings = settings_from_config(config)
+    if args.out is not None:
+        check_output(args.out)  # before any work: a bad extension is refused at once
+    store = Store(db, lock_timeout_s=config["storage"]["lock_timeout_s"])
+    if not store.path.exists():
+        raise VfriskError(
+            "db_not_found",
+            f"database {db} does not exist; index the scans and import the clinical table "
+            "first (`vfrisk index`, `vfrisk import-clinical`), or pass the right --db",
+        )
+    run_id = logs.configure(
+        _log_path(args, config, db.absolute().parent), "report", config["logging"]["level"]
+    )
+    report = build_report(
+        store, settings, model_id=args.model, config_hash=config.hash(), run_id=run_id
+    )
+    print(to_markdown(build_document(report)))
+    if args.out is not None:
+        print(f"Report written to {write(report, args.out)}")
+    print(f"Evaluation stored in {db} (table evaluation, run {report.run_id}).")
+    return 0
+
+
+def _cmd_train_anatomy(args: argparse.Namespace, config: Config) -> int:
+    import tempfile
+
+    from engine import logs
+    from engine.anatomy.train_muscles import TrainRequest, train_muscles
+
+    req = TrainRequest(
+        out=args.out, patients=args.patients, epochs=args.epochs, seed=args.seed,
+        width=args.width,
+    )  # fmt: skip
+    # the log stays out of the weights folder, whose files ship with the package
+    beside = Path(tempfile.gettempdir())
+    logs.configure(_log_path(args, config, beside), "train-anatomy", config["logging"]["level"])
+    summary = train_muscles(req, log=print)
+    dice = ", ".join(f"{k} {v:.3f}" for k, v in summary.val_dice.items())
+    print(f"Muscle network written to {summary.weights} (card {summary.card}).")
+    print(f"  validation Dice: {dice}; {summary.seconds:.0f} s")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from engine import logs
     from engine.demo import run_demo
@@ -252,6 +344,8 @@ _COMMANDS = {
     "synth": _cmd_synth,
     "index": _cmd_index,
     "import-clinical": _cmd_import_clinical,
+    "report": _cmd_report,
+    "train-anatomy": _cmd_train_anatomy,
     "demo": _cmd_demo,
 }
 

@@ -6,7 +6,10 @@ Stages so far, in ``DIR`` (default ``./vfrisk-demo``):
    ``DIR/cohort`` unless its ``manifest.json`` already exists;
 2. index its archive into ``DIR/vfrisk.duckdb`` (incremental: a re-run reads nothing new);
 3. import ``DIR/cohort/clinical.csv`` and link it to the indexed scans (a re-run finds
-   every row unchanged).
+   every row unchanged);
+4. print the Markdown evaluation report (``vfrisk report``); until scoring lands there
+   are no model predictions, so it covers the cohort and FRAX alone and names the
+   command that adds the model.
 
 Scoring and the dashboard join as their issues land.
 """
@@ -91,4 +94,17 @@ def run_demo(
         run_id=logs.run_id(),
     )
     print(describe_clinical(imported))
+
+    import uuid
+
+    from engine.report import build_report
+    from engine.report import settings_from_config as report_settings
+    from engine.report.document import build_document
+    from engine.report.render import to_markdown
+
+    # a run id of its own: the index and import above share the log's
+    report = build_report(
+        store, report_settings(config), config_hash=config.hash(), run_id=uuid.uuid4().hex[:12]
+    )
+    print(to_markdown(build_document(report)))
     return 0

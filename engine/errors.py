@@ -48,6 +48,18 @@ REASONS: dict[str, str] = {
     "series_not_found": "The series is not in the database.",
     "mixed_series": "The files given as one series belong to several series.",
     "overlapping_slices": "Two different images share one position; the series mixes acquisitions.",
+    # anatomy (issue 4)
+    "empty_volume": "The volume holds only air (every voxel at or below -900 HU).",
+    "no_spine_found": "No vertebral column was found: the volume holds no persistent bone.",
+    "not_abdomen": (
+        "Bone was found but no vertebral bodies: the scan is not of the trunk (head, limb)."
+    ),
+    "no_level_anchor": (
+        "Vertebrae were found but neither the last ribs (T12) nor the pelvis (L5) to name them."
+    ),
+    "muscle_weights_missing": (
+        "The weights of the built-in muscle network are missing from the installation."
+    ),
     # clinical import (issue 5)
     "clinical_file_not_found": "The clinical file to import does not exist.",
     "clinical_unreadable": "The clinical file cannot be read as CSV or Parquet.",
@@ -55,6 +67,21 @@ REASONS: dict[str, str] = {
         "The clinical table breaks the data dictionary; the report names each row, column, "
         "value and rule, and nothing was imported."
     ),
+    # anatomy: imported masks and cached model inputs (issue 4)
+    "masks_missing": "The segmentation masks of the series (TotalSegmentator output) are missing.",
+    "masks_misaligned": (
+        "The segmentation masks lie on another grid than the CT series (another series or "
+        "a cropped volume)."
+    ),
+    "preprocessing_mismatch": (
+        "Cached model inputs were made with other preprocessing settings than the current ones."
+    ),
+    # evaluation report (issue 5)
+    "no_clinical_data": (
+        "The database holds no clinical table; import it with `vfrisk import-clinical` first."
+    ),
+    "model_not_found": "The requested model id is not in the database's models table.",
+    "unknown_output_format": "The report output file has an extension vfrisk cannot write.",
 }
 
 

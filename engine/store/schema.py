@@ -176,4 +176,119 @@ DDL: tuple[str, ...] = (
         linked_at TIMESTAMP NOT NULL,
         run_id VARCHAR
     )""",
+    # -- models and predictions (specified by issue 7, created by issue 5 so the report can
+    # read them): written by `vfrisk score` / `vfrisk train`. model_id = checkpoint sha256
+    # prefix; card = the model card (JSON). risk_Ny = P(fracture by N years) from the index
+    # scan; p_fracture = P(prevalent vertebral fracture) from the detection head.
+    """CREATE TABLE IF NOT EXISTS models (
+        model_id VARCHAR PRIMARY KEY,
+        name VARCHAR,
+        path VARCHAR,
+        sha256 VARCHAR,
+        preprocessing_version VARCHAR,
+        card JSON,
+        created_at TIMESTAMP
+    )""",
+    """CREATE TABLE IF NOT EXISTS predictions (
+        series_uid VARCHAR NOT NULL,
+        patient_id VARCHAR,
+        model_id VARCHAR NOT NULL,
+        p_fracture DOUBLE,
+        risk_1y DOUBLE,
+        risk_2y DOUBLE,
+        risk_3y DOUBLE,
+        risk_4y DOUBLE,
+        risk_5y DOUBLE,
+        content_hash VARCHAR,
+        run_id VARCHAR,
+        scored_at TIMESTAMP,
+        PRIMARY KEY (series_uid, model_id)
+    )""",
+    # -- evaluation (issue 5): written only through engine/store/report_tables.py ---------
+    # One row per (run_id, model_id, score, site, subgroup, horizon, metric): the long
+    # table of `vfrisk report`, read by the dashboard instead of recomputing. model_id is
+    # NULL for a report without model predictions (FRAX alone); score names what is
+    # evaluated ('model', 'frax_mof', 'frax_hip', 'l1_hu', or 'cohort' for counts such as
+    # patients/events/deaths/median_followup); site 'all' = pooled; subgroup 'all',
+    # 'sex=F', 'age=70-79', ...; horizon in years, NULL when the metric has none (Harrell
+    # c, detection AUROC, counts). Paired comparisons are metrics of score 'model' named
+    # 'delta_<metric>_vs_<comparator>' (estimate = model - comparator, p_value two-sided).
+    # n/events are the patients and fractures the number rests on (complete cases);
+    # counts are stored unsuppressed: exports suppress those below [report] min_cell_count.
+    # Key: the unique index below (PRIMARY KEY columns cannot be NULL in DuckDB, so the
+    # NULLs of model_id and horizon are folded in by coalesce).
+    """CREATE TABLE IF NOT EXISTS evaluation (
+        run_id VARCHAR NOT NULL,
+        model_id VARCHAR,
+        score VARCHAR NOT NULL,
+        site VARCHAR NOT NULL,
+        subgroup VARCHAR NOT NULL,
+        horizon DOUBLE,
+        metric VARCHAR NOT NULL,
+        estimate DOUBLE,
+        ci_low DOUBLE,
+        ci_high DOUBLE,
+        p_value DOUBLE,
+        n INTEGER,
+        events INTEGER,
+        method VARCHAR,
+        computed_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS evaluation_key ON evaluation (
+        run_id, coalesce(model_id, ''), score, site, subgroup, coalesce(horizon, -1), metric
+    )""",
+    # evaluation_latest: the rows of the most recent report run per model (model_id NULL =
+    # the FRAX-only reports), what the dashboard shows by default.
+    """CREATE OR REPLACE VIEW evaluation_latest AS
+        SELECT e.* FROM evaluation e
+        JOIN (
+            SELECT coalesce(model_id, '') AS model_key, arg_max(run_id, computed_at) AS run_id
+            FROM evaluation GROUP BY ALL
+        ) latest
+        ON coalesce(e.model_id, '') = latest.model_key AND e.run_id = latest.run_id""",
+    # -- biomarkers (issue 4): written only through engine/store/biomarker_tables.py -----
+    # One row per (series_uid, level T12..L4, preprocessing_version), absent levels
+    # included (present = false, measures NULL). Definitions in
+    # engine/anatomy/biomarkers.py: HU in Hounsfield units, heights in mm, areas in cm2
+    # (both sides, mean over the level's slices), volumes in cm3, losses as fractions.
+    # genant_grade NULL = not assessable (absent or truncated body); shape '' = none.
+    # flags / series_flags: comma-separated stable strings (cement, truncated, padding,
+    # small_roi / contrast, missing_<LEVEL>). The series_* columns and smi_cm2_m2,
+    # height_cm, contrast repeat the per-series values on each of its rows.
+    """CREATE TABLE IF NOT EXISTS biomarkers (
+        series_uid VARCHAR NOT NULL,
+        level VARCHAR NOT NULL,
+        preprocessing_version VARCHAR NOT NULL,
+        present BOOLEAN NOT NULL,
+        trabecular_hu DOUBLE,
+        roi_volume_cm3 DOUBLE,
+        body_volume_cm3 DOUBLE,
+        height_anterior_mm DOUBLE,
+        height_middle_mm DOUBLE,
+        height_posterior_mm DOUBLE,
+        height_ref_mm DOUBLE,
+        wedge_loss DOUBLE,
+        biconcave_loss DOUBLE,
+        crush_loss DOUBLE,
+        genant_grade TINYINT,
+        shape VARCHAR,
+        psoas_area_cm2 DOUBLE,
+        paraspinal_area_cm2 DOUBLE,
+        muscle_area_cm2 DOUBLE,
+        psoas_hu DOUBLE,
+        paraspinal_hu DOUBLE,
+        muscle_hu DOUBLE,
+        flags VARCHAR NOT NULL,
+        series_mean_trabecular_hu DOUBLE,
+        series_l1_trabecular_hu DOUBLE,
+        series_l3_muscle_area_cm2 DOUBLE,
+        series_l3_muscle_hu DOUBLE,
+        smi_cm2_m2 DOUBLE,
+        height_cm DOUBLE,
+        contrast BOOLEAN,
+        series_flags VARCHAR NOT NULL,
+        run_id VARCHAR,
+        measured_at TIMESTAMP,
+        PRIMARY KEY (series_uid, level, preprocessing_version)
+    )""",
 )

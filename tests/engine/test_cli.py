@@ -74,6 +74,9 @@ def test_demo_generates_once_then_indexes_incrementally(tmp_path: Path) -> None:
     first = _vfrisk("demo", "--dir", "d", "--patients", "3", "--workers", "2", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "SYNTHETIC cohort written" in first.stdout and "selected     3 series" in first.stdout
+    # the report step: no predictions yet, so the cohort and FRAX alone, naming `vfrisk score`
+    assert "# vfrisk evaluation report" in first.stdout and "FRAX-only report" in first.stdout
+    assert "vfrisk score --db" in first.stdout and "SYNTHETIC" in first.stdout
     again = _vfrisk("demo", "--dir", "d", "--patients", "3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "Using the SYNTHETIC demo cohort" in again.stdout

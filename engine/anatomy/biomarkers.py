@@ -1,0 +1,459 @@
+"""Bone and muscle biomarkers per level T12-L4, from a CT in HU and its segmentation.
+
+Per level (:class:`LevelBiomarkers`):
+
+- **Trabecular attenuation** (HU): mean over the body eroded by ``_ROI_MARGIN_MM`` in
+  plane and ``max(_ROI_MARGIN_Z_MM, one slice)`` along z (an ellipsoidal structuring
+  element), which leaves the cortical shell, the endplates and their partial volume out
+  (Pickhardt et al. 2013 place an ROI in the trabecular bone the same way). A level with
+  cement or metal (more than ``_CEMENT_MIN_MM3`` above ``_CEMENT_HU``) is flagged
+  ``cement`` and excluded from every HU biomarker.
+- **Heights** (mm), along the body's own axis: the axis is the direction between the
+  centroids of the neighbouring bodies (the spine's local axis; one neighbour: towards it;
+  none: +z). In the mid-sagittal slab of the body (within ``_SLAB_FRACTION`` of its width
+  from the midline) the AP extent of the mask gives the depth; lines parallel to the axis
+  are cast through the mask at the anterior edge (3-12 % of the depth from the anterior
+  wall), the middle (45-55 %) and the posterior edge (88-97 %), and each height is the
+  median length of its lines inside the mask.
+- **Genant grade and shape** (REFERENCE.md: grade 0 < 20 %, 1 20-25 %, 2 25-40 %,
+  3 > 40 % height loss; wedge = anterior, biconcave = middle, crush = all): with a
+  reference height ``h_ref`` = the median of the neighbouring bodies' largest edge height
+  (scaled by the level's expected size ratio) and this body's own largest edge height,
+  ``wedge = 1 - Ha / Hp``, ``biconcave = 1 - Hm / max(Ha, Hp)``, ``crush = 1 - max(Ha,
+  Hp) / h_ref``; the largest loss names the shape and its size the grade. A body cut by
+  the scan's first or last slice is ``truncated``: no heights, no grade.
+- **Muscle**: cross-sectional area (cm2, the mask's area per slice, averaged over the
+  body's slices) and mean attenuation (HU of the mask's voxels within -29..150, the
+  skeletal muscle window) of psoas, paraspinal and both together.
+
+Per series (:class:`Biomarkers`): mean trabecular HU over the usable levels of T12-L4,
+L1 HU, and at L3 the skeletal muscle index (total muscle area / height^2, cm2/m2, Martin
+et al. 2013) when the patient's height is known. ``contrast`` is set from the DICOM tag
+(ContrastBolusAgent) or an aorta attenuation >= ``CONTRAST_AORTA_HU`` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.anatomy.labels import BODY_LEVELS, Segmentation
+
+__all__ = [
+    "CONTRAST_AORTA_HU",
+    "Biomarkers",
+    "BodyHeights",
+    "LevelBiomarkers",
+    "body_heights",
+    "genant",
+    "measure_biomarkers",
+]
+
+CONTRAST_AORTA_HU = 100.0  #: aorta above this is contrast-enhanced (non-contrast ~35-50 HU)
+MUSCLE_HU = (-29.0, 150.0)  #: skeletal muscle window (Martin et al. 2013)
+_ROI_MARGIN_MM = 4.0
+_ROI_MARGIN_Z_MM = 3.0
+_ROI_MIN_MM3 = 300.0
+_CEMENT_HU = 1800.0  # above any cortical bone (true cortex <= ~1400 HU)
+_CEMENT_MIN_MM3 = 100.0
+_SLAB_FRACTION = 0.12
+_LINE_STEP_MM = 0.2
+_GRADE_EDGES = (0.20, 0.25, 0.40)  # Genant: grade 1, 2, 3 from these height losses
+#: Expected vertebral body height relative to L1 (DESIGN.md table: T12 22-25, L1-L4 grows).
+_SIZE_RATIO = {"T12": 0.94, "L1": 1.0, "L2": 1.03, "L3": 1.06, "L4": 1.08}
+_LEVEL_ID = {level: i for i, level in BODY_LEVELS.items()}
+_PSOAS, _PARASPINAL = (11, 12), (13, 14)
+
+
+@dataclass(frozen=True)
+class BodyHeights:
+    """Vertebral body geometry along its own axis (mm; NaN when not measurable)."""
+
+    anterior_mm: float
+    middle_mm: float
+    posterior_mm: float
+    depth_mm: float
+    axis_xyz: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class LevelBiomarkers:
+    """Biomarkers of one level. NaN / None where not measurable; see the module doc.
+
+    Attributes
+    ----------
+    level : str
+    present : bool
+        The body is in the segmentation.
+    trabecular_hu : float
+        Mean HU of the trabecular ROI (NaN with cement, or when absent).
+    roi_volume_cm3, body_volume_cm3 : float
+    height_anterior_mm, height_middle_mm, height_posterior_mm, height_ref_mm : float
+    wedge_loss, biconcave_loss, crush_loss : float
+        Height-loss ratios (0-1).
+    genant_grade : int or None
+        0-3; None when not assessable (absent or truncated).
+    shape : str
+        '' (grade 0 or not assessable), 'wedge', 'biconcave' or 'crush'.
+    psoas_area_cm2, paraspinal_area_cm2, muscle_area_cm2 : float
+        Both sides together, mean over the level's slices.
+    psoas_hu, paraspinal_hu, muscle_hu : float
+        Mean HU within -29..150.
+    flags : tuple of str
+        ``cement``, ``truncated``, ``padding``, ``small_roi``.
+    """
+
+    level: str
+    present: bool
+    trabecular_hu: float = math.nan
+    roi_volume_cm3: float = math.nan
+    body_volume_cm3: float = math.nan
+    height_anterior_mm: float = math.nan
+    height_middle_mm: float = math.nan
+    height_posterior_mm: float = math.nan
+    height_ref_mm: float = math.nan
+    wedge_loss: float = math.nan
+    biconcave_loss: float = math.nan
+    crush_loss: float = math.nan
+    genant_grade: int | None = None
+    shape: str = ""
+    psoas_area_cm2: float = math.nan
+    paraspinal_area_cm2: float = math.nan
+    muscle_area_cm2: float = math.nan
+    psoas_hu: float = math.nan
+    paraspinal_hu: float = math.nan
+    muscle_hu: float = math.nan
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Biomarkers:
+    """Biomarkers of one series.
+
+    Attributes
+    ----------
+    series_uid : str
+    levels : tuple of LevelBiomarkers
+        T12..L4 in this order (absent levels with ``present`` False).
+    mean_trabecular_hu : float
+        Mean of ``trabecular_hu`` over the usable levels (NaN if none).
+    l1_trabecular_hu : float
+    l3_muscle_area_cm2, l3_muscle_hu : float
+    smi_cm2_m2 : float
+        L3 skeletal muscle index; NaN without height or L3.
+    height_cm : float
+        Patient height used for the SMI (NaN when unknown).
+    contrast : bool or None
+        Contrast-enhanced; None when neither tag nor aorta HU was given.
+    flags : tuple of str
+        Series flags: ``contrast``, ``missing_<LEVEL>``.
+    """
+
+    series_uid: str
+    levels: tuple[LevelBiomarkers, ...]
+    mean_trabecular_hu: float
+    l1_trabecular_hu: float
+    l3_muscle_area_cm2: float
+    l3_muscle_hu: float
+    smi_cm2_m2: float
+    height_cm: float
+    contrast: bool | None
+    flags: tuple[str, ...]
+
+    def level(self, name: str) -> LevelBiomarkers:
+        """The record of level ``name``."""
+        return next(lb for lb in self.levels if lb.level == name)
+
+
+def _voxel_xyz(grid, idx: np.ndarray) -> np.ndarray:  # noqa: ANN001 - Grid
+    """Patient (x, y, z) mm of voxel indices ``(n, 3)`` as (k, j, i)."""
+    dz, dy, dx = grid.spacing_zyx
+    ox, oy, oz = grid.origin_xyz
+    return np.column_stack([ox + idx[:, 2] * dx, oy + idx[:, 1] * dy, oz + idx[:, 0] * dz])
+
+
+def _line_length(mask: np.ndarray, grid, origin: np.ndarray, u: np.ndarray) -> float:  # noqa: ANN001
+    """Length (mm) of the line ``origin + t u`` inside ``mask`` (nearest voxel)."""
+    t = np.arange(-45.0, 45.0, _LINE_STEP_MM)
+    pts = origin[None, :] + t[:, None] * u[None, :]
+    dz, dy, dx = grid.spacing_zyx
+    ox, oy, oz = grid.origin_xyz
+    kji = np.rint(
+        np.column_stack([(pts[:, 2] - oz) / dz, (pts[:, 1] - oy) / dy, (pts[:, 0] - ox) / dx])
+    ).astype(int)
+    ok = np.all((kji >= 0) & (kji < np.array(mask.shape)), axis=1)
+    inside = np.zeros(len(t), dtype=bool)
+    inside[ok] = mask[kji[ok, 0], kji[ok, 1], kji[ok, 2]]
+    return float(inside.sum() * _LINE_STEP_MM)
+
+
+def body_heights(body: np.ndarray, grid, axis_xyz: np.ndarray) -> BodyHeights:  # noqa: ANN001
+    """Anterior, middle and posterior heights of one body along ``axis_xyz``.
+
+    Parameters
+    ----------
+    body : np.ndarray
+        bool, shape ``grid.shape_zyx``: one vertebral body.
+    grid : Grid
+    axis_xyz : np.ndarray
+        Unit cranial axis of the body (x, y, z), shape (3,).
+
+    Returns
+    -------
+    BodyHeights
+    """
+    u = np.asarray(axis_xyz, dtype=np.float64)
+    u = u / np.linalg.norm(u)
+    v = np.array([0.0, 1.0, 0.0]) - u[1] * u  # posterior, perpendicular to the axis
+    v /= np.linalg.norm(v)
+    w = np.cross(v, u)
+    p = _voxel_xyz(grid, np.argwhere(body))
+    c = p.mean(axis=0)
+    a, b = (p - c) @ w, (p - c) @ v
+    a_lo, a_hi = np.percentile(a, [2, 98])
+    half_slab = max(2.0, _SLAB_FRACTION * (a_hi - a_lo))
+    a_mid = 0.5 * (a_lo + a_hi)
+    bs = b[np.abs(a - a_mid) <= half_slab]
+    b_lo, b_hi = np.percentile(bs, [0.5, 99.5])
+    depth = float(b_hi - b_lo)
+
+    def band(f0: float, f1: float) -> float:
+        lengths = [
+            _line_length(body, grid, c + aa * w + (b_lo + f * depth) * v, u)
+            for aa in a_mid + np.linspace(-half_slab, half_slab, 5)
+            for f in np.linspace(f0, f1, 4)
+        ]
+        return float(np.median(lengths))
+
+    return BodyHeights(
+        anterior_mm=band(0.03, 0.12),
+        middle_mm=band(0.45, 0.55),
+        posterior_mm=band(0.88, 0.97),
+        depth_mm=depth,
+        axis_xyz=(float(u[0]), float(u[1]), float(u[2])),
+    )
+
+
+def genant(
+    anterior_mm: float, middle_mm: float, posterior_mm: float, ref_mm: float
+) -> tuple[int, str, float, float, float]:
+    """Genant semi-quantitative grade from heights (rule in the module doc).
+
+    Returns
+    -------
+    grade : int
+        0-3.
+    shape : str
+        '' for grade 0, else 'wedge', 'biconcave' or 'crush'.
+    wedge, biconcave, crush : float
+        The three height-loss ratios.
+    """
+    edge = max(anterior_mm, posterior_mm)
+    losses = {
+        "wedge": 1.0 - anterior_mm / posterior_mm if posterior_mm > 0 else 0.0,
+        "biconcave": 1.0 - middle_mm / edge if edge > 0 else 0.0,
+        "crush": 1.0 - edge / ref_mm if ref_mm > 0 and math.isfinite(ref_mm) else 0.0,
+    }
+    shape = max(losses, key=lambda k: losses[k])
+    loss = losses[shape]
+    grade = int(sum(loss >= e for e in _GRADE_EDGES))
+    return grade, (shape if grade else ""), losses["wedge"], losses["biconcave"], losses["crush"]
+
+
+def _erode(mask: np.ndarray, radii_vox: tuple[int, int, int]) -> np.ndarray:
+    from scipy import ndimage
+
+    rz, ry, rx = radii_vox
+    z, y, x = np.ogrid[-rz : rz + 1, -ry : ry + 1, -rx : rx + 1]
+    element = (z / max(rz, 1e-9)) ** 2 * (rz > 0) + (y / max(ry, 1e-9)) ** 2 + (
+        x / max(rx, 1e-9)
+    ) ** 2 <= 1.0
+    return ndimage.binary_erosion(mask, structure=element, border_value=0)
+
+
+def _trabecular(hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]):  # noqa: ANN202
+    """(mean HU, ROI volume mm3, small_roi) of the eroded body."""
+    dz, dy, dx = spacing
+    rz = max(1, math.ceil(_ROI_MARGIN_Z_MM / dz - 1e-6))
+    ry, rx = max(1, round(_ROI_MARGIN_MM / dy)), max(1, round(_ROI_MARGIN_MM / dx))
+    voxel = dz * dy * dx
+    roi = _erode(body, (rz, ry, rx))
+    small = roi.sum() * voxel < _ROI_MIN_MM3
+    if small:  # a flat (crushed) body at thick slices: erode in plane only
+        roi = _erode(body, (0, ry, rx))
+    if not roi.any():
+        return math.nan, 0.0, True
+    return float(hu[roi].mean(dtype=np.float64)), float(roi.sum() * voxel), bool(small)
+
+
+def _muscle(hu: np.ndarray, labels: np.ndarray, ids: tuple[int, ...], px_mm2: float):  # noqa: ANN202
+    """(mean area cm2 per slice, mean HU within the muscle window) over a slab."""
+    m = np.isin(labels, ids)
+    area = float(m.sum(axis=(1, 2)).mean() * px_mm2 / 100.0) if m.shape[0] else math.nan
+    values = hu[m]
+    values = values[(values >= MUSCLE_HU[0]) & (values <= MUSCLE_HU[1])]
+    mean = float(values.mean(dtype=np.float64)) if values.size else math.nan
+    return area, mean
+
+
+def _box(mask: np.ndarray, pad: int = 2) -> tuple[slice, slice, slice]:
+    out = []
+    for axes, n in (((1, 2), mask.shape[0]), ((0, 2), mask.shape[1]), ((0, 1), mask.shape[2])):
+        idx = np.flatnonzero(mask.any(axis=axes))
+        out.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, n)))
+    return (out[0], out[1], out[2])
+
+
+def _axes(centroids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cranial unit axis of each present level from its neighbours' centroids."""
+    order = list(BODY_LEVELS.values())  # cranial first
+    out = {}
+    for level, c in centroids.items():
+        i = order.index(level)
+        up = centroids.get(order[i - 1]) if i > 0 else None
+        down = centroids.get(order[i + 1]) if i + 1 < len(order) else None
+        if up is not None and down is not None:
+            d = up - down
+        elif up is not None:
+            d = up - c
+        elif down is not None:
+            d = c - down
+        else:
+            d = np.array([0.0, 0.0, 1.0])
+        out[level] = d / np.linalg.norm(d)
+    return out
+
+
+def measure_biomarkers(
+    hu: np.ndarray,
+    segmentation: Segmentation,
+    series_uid: str,
+    *,
+    height_cm: float | None = None,
+    contrast_tag: bool | None = None,
+    aorta_hu: float | None = None,
+) -> Biomarkers:
+    """Measure every biomarker of one series (definitions in the module doc).
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape ``segmentation.grid.shape_zyx``.
+    segmentation : Segmentation
+    series_uid : str
+    height_cm : float, optional
+        Patient height (cm) for the skeletal muscle index.
+    contrast_tag : bool, optional
+        Contrast according to the DICOM header (ContrastBolusAgent present).
+    aorta_hu : float, optional
+        Mean aorta attenuation (HU), when measured.
+
+    Returns
+    -------
+    Biomarkers
+    """
+    grid = segmentation.grid
+    labels = segmentation.labels
+    dz, dy, dx = grid.spacing_zyx
+    voxel_mm3 = dz * dy * dx
+    nz = grid.shape_zyx[0]
+    bodies, centroids = {}, {}
+    for level, i in _LEVEL_ID.items():
+        m = labels == i
+        if m.any():
+            box = _box(m)
+            bodies[level] = (box, m[box])
+            centroids[level] = _voxel_xyz(grid, np.argwhere(m)).mean(axis=0)
+    axes = _axes(centroids)
+    geometry: dict[str, BodyHeights] = {}
+    truncated: dict[str, bool] = {}
+    for level, (box, m) in bodies.items():
+        ks = np.flatnonzero(m.any(axis=(1, 2))) + box[0].start
+        truncated[level] = bool(ks[0] == 0 or ks[-1] == nz - 1)
+        full = np.zeros(grid.shape_zyx, dtype=bool)
+        full[box] = m
+        geometry[level] = body_heights(full, grid, axes[level])
+
+    order = list(BODY_LEVELS.values())
+    records = []
+    for level in order:
+        if level not in bodies:
+            records.append(LevelBiomarkers(level=level, present=False))
+            continue
+        box, m = bodies[level]
+        sub_hu = hu[box]
+        flags = []
+        cement = (sub_hu[m] > _CEMENT_HU).sum() * voxel_mm3 >= _CEMENT_MIN_MM3
+        if cement:
+            flags.append("cement")
+        if truncated[level]:
+            flags.append("truncated")
+        touches_edge = box[1].start == 0 or box[2].start == 0
+        touches_edge |= box[1].stop == grid.shape_zyx[1] or box[2].stop == grid.shape_zyx[2]
+        if touches_edge or (sub_hu[m] <= -1000.0).any():
+            flags.append("padding")
+        t_hu, roi_mm3, small = _trabecular(sub_hu, m, grid.spacing_zyx)
+        if small:
+            flags.append("small_roi")
+        if cement:
+            t_hu = math.nan
+        g = geometry[level]
+        grade: int | None = None
+        shape, losses = "", (math.nan, math.nan, math.nan)
+        ref = math.nan
+        if not truncated[level]:
+            i = order.index(level)
+            own = max(g.anterior_mm, g.posterior_mm) / _SIZE_RATIO[level]
+            refs = [own]
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(order) and order[j] in geometry and not truncated[order[j]]:
+                    n = geometry[order[j]]
+                    refs.append(max(n.anterior_mm, n.posterior_mm) / _SIZE_RATIO[order[j]])
+            ref = float(np.max(refs) if len(refs) < 3 else np.median(refs)) * _SIZE_RATIO[level]
+            grade, shape, *rest = genant(g.anterior_mm, g.middle_mm, g.posterior_mm, ref)
+            losses = tuple(rest)
+        ks = np.arange(box[0].start, box[0].stop)[m.any(axis=(1, 2))]
+        slab_lab = labels[ks[0] : ks[-1] + 1]
+        slab_hu = hu[ks[0] : ks[-1] + 1]
+        px = dy * dx
+        ps_a, ps_hu = _muscle(slab_hu, slab_lab, _PSOAS, px)
+        pa_a, pa_hu = _muscle(slab_hu, slab_lab, _PARASPINAL, px)
+        mu_a, mu_hu = _muscle(slab_hu, slab_lab, _PSOAS + _PARASPINAL, px)
+        if cement:
+            ps_hu = pa_hu = mu_hu = math.nan  # metal streaks corrupt the slab's HU
+        records.append(
+            LevelBiomarkers(
+                level=level, present=True, trabecular_hu=t_hu, roi_volume_cm3=roi_mm3 / 1000,
+                body_volume_cm3=float(m.sum() * voxel_mm3 / 1000),
+                height_anterior_mm=g.anterior_mm, height_middle_mm=g.middle_mm,
+                height_posterior_mm=g.posterior_mm, height_ref_mm=ref,
+                wedge_loss=losses[0], biconcave_loss=losses[1], crush_loss=losses[2],
+                genant_grade=grade, shape=shape,
+                psoas_area_cm2=ps_a, paraspinal_area_cm2=pa_a, muscle_area_cm2=mu_a,
+                psoas_hu=ps_hu, paraspinal_hu=pa_hu, muscle_hu=mu_hu, flags=tuple(flags),
+            )
+        )  # fmt: skip
+    usable = [r.trabecular_hu for r in records if r.present and math.isfinite(r.trabecular_hu)]
+    l1, l3 = records[order.index("L1")], records[order.index("L3")]
+    h = float(height_cm) if height_cm else math.nan
+    smi = l3.muscle_area_cm2 / (h / 100.0) ** 2 if math.isfinite(h) and l3.present else math.nan
+    contrast: bool | None = None
+    if contrast_tag is not None or aorta_hu is not None:
+        contrast = bool(contrast_tag) or (aorta_hu is not None and aorta_hu >= CONTRAST_AORTA_HU)
+    flags = (["contrast"] if contrast else []) + [
+        f"missing_{r.level}" for r in records if not r.present
+    ]
+    return Biomarkers(
+        series_uid=series_uid,
+        levels=tuple(records),
+        mean_trabecular_hu=float(np.mean(usable)) if usable else math.nan,
+        l1_trabecular_hu=l1.trabecular_hu,
+        l3_muscle_area_cm2=l3.muscle_area_cm2,
+        l3_muscle_hu=l3.muscle_hu,
+        smi_cm2_m2=float(smi),
+        height_cm=h,
+        contrast=contrast,
+        flags=tuple(flags),
+    )

@@ -1,0 +1,386 @@
+"""The model's inputs: per level a bone-only and a bone+muscle patch (Kong et al. 2025).
+
+Per level of ``[preprocessing] levels`` (T12-L4), from a CT in HU and its
+:class:`~engine.anatomy.labels.Segmentation`:
+
+1. the crop grid: ``crop_zyx`` voxels (24 x 128 x 224) at ``spacing_zyx_mm`` (3 x 1 x 1 mm),
+   axis-aligned, centred in z on the vertebral body's cranio-caudal extent and in x/y on
+   the bounding box of the body plus the level's muscles (paraspinal ``autochthon_*`` and
+   ``iliopsoas_*`` voxels within the body's own slices, as the study restricts them);
+2. the CT is resampled onto it trilinearly (air outside the scan), the labels by nearest
+   neighbour;
+3. intensity: ``fixed_window`` (default) clips HU to ``hu_window`` (-200..1000) and maps
+   it linearly to [0, 1], so a denser body gives brighter values in every patient;
+   ``study_minmax`` is the study's clip to ``study_clip_hu`` (0..1000) then min-max over
+   the patch;
+4. the patch and its masks are resized to ``network_zyx`` (32 x 64 x 112; linear for the
+   image, nearest for the masks, voxel centres aligned);
+5. bone-only = image where the body mask is set, 0 elsewhere; bone+muscle = image where
+   the body or the level's muscle mask is set, 0 elsewhere.
+
+A level without a body in the segmentation is all zeros with ``level_present`` False,
+never a silent zero patch. :func:`save_inputs` / :func:`load_inputs` cache a
+:class:`ModelInputs` as one compressed ``.npz`` per series and preprocessing version; a
+file made with other settings is refused (``preprocessing_mismatch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.anatomy.labels import BODY_LEVELS, MUSCLE_LABELS, Segmentation
+from engine.errors import VfriskError
+from engine.load.volume import AIR_HU
+
+__all__ = [
+    "LevelPatch",
+    "ModelInputs",
+    "PreprocessingSettings",
+    "build_inputs",
+    "cache_path",
+    "level_patch",
+    "load_inputs",
+    "save_inputs",
+]
+
+_LEVEL_ID = {level: i for i, level in BODY_LEVELS.items()}
+_INTENSITIES = ("fixed_window", "study_minmax")
+_DTYPES = ("float16", "uint8")
+
+
+@dataclass(frozen=True)
+class PreprocessingSettings:
+    """The ``[preprocessing]`` section as a typed record (units in the names)."""
+
+    version: str
+    levels: tuple[str, ...]
+    spacing_zyx_mm: tuple[float, float, float]
+    crop_zyx: tuple[int, int, int]
+    network_zyx: tuple[int, int, int]
+    intensity: str
+    hu_window: tuple[float, float]
+    study_clip_hu: tuple[float, float]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        if self.intensity not in _INTENSITIES:
+            raise VfriskError(
+                "bad_config", f"preprocessing.intensity must be one of {_INTENSITIES}"
+            )
+        if self.dtype not in _DTYPES:
+            raise VfriskError("bad_config", f"preprocessing.dtype must be one of {_DTYPES}")
+        unknown = [lv for lv in self.levels if lv not in _LEVEL_ID]
+        if unknown:
+            raise VfriskError("bad_config", f"preprocessing.levels: unknown levels {unknown}")
+        for name in ("hu_window", "study_clip_hu"):
+            lo, hi = getattr(self, name)
+            if not hi > lo:
+                raise VfriskError("bad_config", f"preprocessing.{name} must be [low, high]")
+
+    @classmethod
+    def from_config(cls, config: Any) -> PreprocessingSettings:
+        """From a :class:`engine.config.Config` (or a mapping with a ``preprocessing`` table)."""
+        p = config["preprocessing"]
+        return cls(
+            version=str(p["version"]),
+            levels=tuple(p["levels"]),
+            spacing_zyx_mm=tuple(float(v) for v in p["spacing_zyx_mm"]),
+            crop_zyx=tuple(int(v) for v in p["crop_zyx"]),
+            network_zyx=tuple(int(v) for v in p["network_zyx"]),
+            intensity=str(p["intensity"]),
+            hu_window=tuple(float(v) for v in p["hu_window"]),
+            study_clip_hu=tuple(float(v) for v in p["study_clip_hu"]),
+            dtype=str(p["dtype"]),
+        )
+
+    def digest(self) -> str:
+        """Short hash of every setting: a cache made with other settings is refused."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The model inputs of one series.
+
+    Attributes
+    ----------
+    series_uid : str
+    preprocessing_version : str
+        ``[preprocessing] version``.
+    settings_digest : str
+        :meth:`PreprocessingSettings.digest` of the settings that made it.
+    levels : tuple of str
+        Level of each row, cranial first (T12..L4).
+    bone : np.ndarray
+        Shape (n_levels, *network_zyx), float16 in [0, 1] or uint8 in 0-255; 0 outside the
+        vertebral body.
+    bone_muscle : np.ndarray
+        Same shape and dtype; 0 outside the body and the level's muscles.
+    level_present : np.ndarray
+        bool, shape (n_levels,); False rows are all zero (level not in the segmentation).
+    spacing_zyx_mm : tuple of float
+        Voxel spacing of the patches (mm): ``spacing_zyx_mm * crop_zyx / network_zyx``.
+    centres_xyz : np.ndarray
+        float64, shape (n_levels, 3): patient position (LPS mm) of each patch centre; NaN
+        for missing levels.
+    intensity : str
+        ``fixed_window`` or ``study_minmax``.
+    """
+
+    series_uid: str
+    preprocessing_version: str
+    settings_digest: str
+    levels: tuple[str, ...]
+    bone: np.ndarray
+    bone_muscle: np.ndarray
+    level_present: np.ndarray
+    spacing_zyx_mm: tuple[float, float, float]
+    centres_xyz: np.ndarray
+    intensity: str
+
+    def __post_init__(self) -> None:
+        n = len(self.levels)
+        if self.bone.shape != self.bone_muscle.shape or self.bone.shape[0] != n:
+            raise ValueError(f"bone {self.bone.shape} / bone_muscle {self.bone_muscle.shape}")
+        if self.level_present.shape != (n,) or self.level_present.dtype != bool:
+            raise ValueError("level_present must be bool of shape (n_levels,)")
+        absent = ~self.level_present
+        if self.bone[absent].any() or self.bone_muscle[absent].any():
+            raise ValueError("a missing level must be all zero")
+
+
+@dataclass(frozen=True)
+class LevelPatch:
+    """One level on the network grid, before masking.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        float32 in [0, 1], shape ``network_zyx``: the scaled CT patch.
+    body, muscle : np.ndarray
+        bool, same shape: the body and the level's muscles (within the body's slices).
+    centre_xyz : tuple of float
+        Patch centre (LPS mm).
+    """
+
+    image: np.ndarray
+    body: np.ndarray
+    muscle: np.ndarray
+    centre_xyz: tuple[float, float, float]
+
+
+def _scale(hu: np.ndarray, settings: PreprocessingSettings) -> np.ndarray:
+    if settings.intensity == "fixed_window":
+        lo, hi = settings.hu_window
+        return (np.clip(hu, lo, hi) - np.float32(lo)) / np.float32(hi - lo)
+    lo, hi = settings.study_clip_hu
+    x = np.clip(hu, lo, hi)
+    x_min, x_max = float(x.min()), float(x.max())
+    if x_max <= x_min:
+        return np.zeros_like(x)
+    return (x - np.float32(x_min)) / np.float32(x_max - x_min)
+
+
+def _resample(
+    data: np.ndarray,
+    scale_zyx: np.ndarray,
+    offset_zyx: np.ndarray,
+    shape: tuple[int, int, int],
+    order: int,
+    cval: float,
+) -> np.ndarray:
+    """Output index o -> input index ``scale * o + offset`` (axis-aligned), spline ``order``."""
+    from scipy import ndimage
+
+    return ndimage.affine_transform(
+        data, scale_zyx, offset=offset_zyx, output_shape=shape, order=order,
+        mode="constant", cval=cval, prefilter=False,
+    )  # fmt: skip
+
+
+def level_patch(
+    hu: np.ndarray, segmentation: Segmentation, level: str, settings: PreprocessingSettings
+) -> LevelPatch | None:
+    """The scaled patch and masks of one level, or None when its body is absent.
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape ``segmentation.grid.shape_zyx``.
+    segmentation : Segmentation
+    level : str
+        'T12'..'L4'.
+    settings : PreprocessingSettings
+    """
+    grid = segmentation.grid
+    labels = segmentation.labels
+    body = labels == _LEVEL_ID[level]
+    ks = np.flatnonzero(body.any(axis=(1, 2)))
+    if ks.size == 0:
+        return None
+    slab = labels[ks[0] : ks[-1] + 1]
+    muscle_ids = np.array(sorted(MUSCLE_LABELS), dtype=np.uint8)
+    region = (slab == _LEVEL_ID[level]) | np.isin(slab, muscle_ids)
+    js = np.flatnonzero(region.any(axis=(0, 2)))
+    is_ = np.flatnonzero(region.any(axis=(0, 1)))
+    centre_kji = np.array(
+        [(ks[0] + ks[-1]) / 2, (js[0] + js[-1]) / 2, (is_[0] + is_[-1]) / 2], dtype=np.float64
+    )
+    spacing_in = np.array(grid.spacing_zyx)
+    spacing_crop = np.array(settings.spacing_zyx_mm)
+    crop = np.array(settings.crop_zyx)
+    # crop index o -> volume index: centre + (o - (n - 1) / 2) * spacing_crop / spacing_in
+    scale = spacing_crop / spacing_in
+    offset = centre_kji - (crop - 1) / 2 * scale
+    crop_shape = tuple(int(v) for v in crop)
+    image = _resample(hu.astype(np.float32, copy=False), scale, offset, crop_shape, 1, AIR_HU)
+    lab = _resample(labels, scale, offset, crop_shape, 0, 0)
+    # the level's muscles only within the body's own cranio-caudal extent (Kong et al.)
+    k_crop = np.arange(crop_shape[0]) * scale[0] + offset[0]
+    in_level = (k_crop >= ks[0] - 0.5) & (k_crop <= ks[-1] + 0.5)
+    body_c = lab == _LEVEL_ID[level]
+    muscle_c = np.isin(lab, muscle_ids) & in_level[:, None, None]
+    image = _scale(image, settings).astype(np.float32)
+    # resize: network index o -> crop index (o + 0.5) * crop / net - 0.5 (centres aligned)
+    net = np.array(settings.network_zyx)
+    net_shape = tuple(int(v) for v in net)
+    r_scale = crop / net
+    r_offset = 0.5 * r_scale - 0.5
+    image = np.clip(_resample(image, r_scale, r_offset, net_shape, 1, 0.0), 0.0, 1.0)
+    body_n = _resample(body_c.view(np.uint8), r_scale, r_offset, net_shape, 0, 0).astype(bool)
+    muscle_n = _resample(muscle_c.view(np.uint8), r_scale, r_offset, net_shape, 0, 0).astype(bool)
+    x, y, z = grid.to_patient(tuple(centre_kji))
+    return LevelPatch(image=image, body=body_n, muscle=muscle_n & ~body_n, centre_xyz=(x, y, z))
+
+
+def _store(image: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        return np.rint(image * 255.0).astype(np.uint8)
+    return image.astype(np.float16)
+
+
+def build_inputs(
+    hu: np.ndarray, segmentation: Segmentation, series_uid: str, settings: PreprocessingSettings
+) -> ModelInputs:
+    """The model inputs of one series (steps in the module doc).
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape ``segmentation.grid.shape_zyx`` (``Volume.hu``).
+    segmentation : Segmentation
+        Bodies and muscles on the same grid.
+    series_uid : str
+    settings : PreprocessingSettings
+
+    Returns
+    -------
+    ModelInputs
+        Deterministic: the same inputs give identical arrays.
+    """
+    if hu.shape != segmentation.grid.shape_zyx:
+        raise ValueError(f"hu {hu.shape} and segmentation {segmentation.grid.shape_zyx} differ")
+    n = len(settings.levels)
+    shape = (n, *settings.network_zyx)
+    dtype = np.uint8 if settings.dtype == "uint8" else np.float16
+    bone = np.zeros(shape, dtype=dtype)
+    bone_muscle = np.zeros(shape, dtype=dtype)
+    present = np.zeros(n, dtype=bool)
+    centres = np.full((n, 3), np.nan)
+    for row, level in enumerate(settings.levels):
+        patch = level_patch(hu, segmentation, level, settings)
+        if patch is None:
+            continue
+        present[row] = True
+        centres[row] = patch.centre_xyz
+        bone[row] = _store(np.where(patch.body, patch.image, 0.0), settings.dtype)
+        keep = patch.body | patch.muscle
+        bone_muscle[row] = _store(np.where(keep, patch.image, 0.0), settings.dtype)
+    spacing = tuple(
+        float(s * c / m)
+        for s, c, m in zip(
+            settings.spacing_zyx_mm, settings.crop_zyx, settings.network_zyx, strict=True
+        )
+    )
+    return ModelInputs(
+        series_uid=series_uid,
+        preprocessing_version=settings.version,
+        settings_digest=settings.digest(),
+        levels=tuple(settings.levels),
+        bone=bone,
+        bone_muscle=bone_muscle,
+        level_present=present,
+        spacing_zyx_mm=spacing,  # type: ignore[arg-type]
+        centres_xyz=centres,
+        intensity=settings.intensity,
+    )
+
+
+def cache_path(folder: Path | str, series_uid: str, version: str) -> Path:
+    """``FOLDER/<series_uid>.<version>.npz`` (unsafe characters replaced by ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", series_uid)
+    return Path(folder) / f"{safe}.{re.sub(r'[^A-Za-z0-9._-]', '_', version)}.npz"
+
+
+def save_inputs(inputs: ModelInputs, folder: Path | str) -> Path:
+    """Write ``inputs`` to :func:`cache_path` as a compressed ``.npz``; returns the path."""
+    path = cache_path(folder, inputs.series_uid, inputs.preprocessing_version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "series_uid": inputs.series_uid,
+        "preprocessing_version": inputs.preprocessing_version,
+        "settings_digest": inputs.settings_digest,
+        "levels": list(inputs.levels),
+        "spacing_zyx_mm": list(inputs.spacing_zyx_mm),
+        "intensity": inputs.intensity,
+    }
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(
+        tmp, meta=np.array(json.dumps(meta)), bone=inputs.bone, bone_muscle=inputs.bone_muscle,
+        level_present=inputs.level_present, centres_xyz=inputs.centres_xyz,
+    )  # fmt: skip
+    tmp.replace(path)  # atomic: a crash never leaves half a cache file
+    return path
+
+
+def load_inputs(path: Path | str, settings: PreprocessingSettings | None = None) -> ModelInputs:
+    """Read a cached :class:`ModelInputs`.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`save_inputs`.
+    settings : PreprocessingSettings, optional
+        The current settings; a file made with another version or other settings is
+        refused with ``preprocessing_mismatch``.
+    """
+    with np.load(Path(path), allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        arrays = {k: data[k] for k in ("bone", "bone_muscle", "level_present", "centres_xyz")}
+    if settings is not None and (
+        meta["preprocessing_version"] != settings.version
+        or meta["settings_digest"] != settings.digest()
+    ):
+        raise VfriskError(
+            "preprocessing_mismatch",
+            f"{path} was made with preprocessing {meta['preprocessing_version']} "
+            f"(settings {meta['settings_digest']}), the current configuration is "
+            f"{settings.version} (settings {settings.digest()}); delete the cache or rebuild it",
+        )
+    return ModelInputs(
+        series_uid=meta["series_uid"],
+        preprocessing_version=meta["preprocessing_version"],
+        settings_digest=meta["settings_digest"],
+        levels=tuple(meta["levels"]),
+        spacing_zyx_mm=tuple(meta["spacing_zyx_mm"]),
+        intensity=meta["intensity"],
+        **arrays,
+    )

@@ -1,0 +1,183 @@
+"""Quality assurance of a segmentation: plausibility flags and one PNG per series.
+
+Flags (:func:`qa_flags`), each a stable string:
+
+- ``qa_body_volume_<LEVEL>``: a body's volume outside ``BODY_VOLUME_CM3`` (adult T12-L4
+  bodies hold about 15-45 cm3; a severe crush fracture still keeps ~8);
+- ``qa_muscle_area_<LEVEL>``: psoas + paraspinal area at the level outside
+  ``MUSCLE_AREA_CM2`` (both sides; L3 total skeletal muscle of adults ~100-170 cm2 of which
+  psoas and paraspinal are about half; at T12 the psoas has barely begun);
+- ``qa_levels_order``: the bodies' centroids are not in cranio-caudal order T12 > L1 > ... >
+  L4 along z, or two neighbours lie further than ``MAX_LEVEL_STEP_MM`` apart or overlap.
+
+The PNG (:func:`qa_png`, pillow only): on the left a sagittal reformat through the spine
+(bone window) with each body tinted and labelled with its level; on the right one axial
+slice per level through the body's centre, with the body and the four muscles outlined.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.anatomy.labels import BODY_LEVELS, Segmentation
+
+__all__ = [
+    "BODY_VOLUME_CM3",
+    "MAX_LEVEL_STEP_MM",
+    "MUSCLE_AREA_CM2",
+    "qa_flags",
+    "qa_png",
+]
+
+BODY_VOLUME_CM3 = (8.0, 70.0)
+MUSCLE_AREA_CM2 = (5.0, 200.0)
+MAX_LEVEL_STEP_MM = 50.0
+_WINDOW = (-200.0, 1000.0)
+_COLOURS = {
+    1: (230, 25, 75),
+    2: (60, 180, 75),
+    3: (255, 225, 25),
+    4: (0, 130, 200),
+    5: (245, 130, 48),
+    11: (145, 30, 180),
+    12: (70, 240, 240),
+    13: (240, 50, 230),
+    14: (210, 245, 60),
+}
+_PANEL = 256  # px, height of each axial panel and of the sagittal view
+
+
+def qa_flags(segmentation: Segmentation) -> tuple[str, ...]:
+    """Plausibility flags of a segmentation (definitions in the module doc)."""
+    grid = segmentation.grid
+    labels = segmentation.labels
+    dz, dy, dx = grid.spacing_zyx
+    flags = []
+    centres = {}
+    for i, level in BODY_LEVELS.items():
+        body = labels == i
+        n = int(body.sum())
+        if n == 0:
+            continue
+        volume = n * dz * dy * dx / 1000.0
+        if not BODY_VOLUME_CM3[0] <= volume <= BODY_VOLUME_CM3[1]:
+            flags.append(f"qa_body_volume_{level}")
+        ks = np.flatnonzero(body.any(axis=(1, 2)))
+        slab = labels[ks[0] : ks[-1] + 1]
+        area = np.isin(slab, (11, 12, 13, 14)).sum(axis=(1, 2)).mean() * dy * dx / 100.0
+        if not MUSCLE_AREA_CM2[0] <= area <= MUSCLE_AREA_CM2[1]:
+            flags.append(f"qa_muscle_area_{level}")
+        centres[i] = (ks[0], ks[-1], float(np.argwhere(body)[:, 0].mean()))
+    ids = sorted(centres)  # cranial level first: T12 = 1
+    for a, b in zip(ids, ids[1:], strict=False):
+        za, zb = centres[a][2] * dz, centres[b][2] * dz
+        if not 0 < za - zb <= MAX_LEVEL_STEP_MM * (b - a):
+            flags.append("qa_levels_order")
+            break
+    return tuple(flags)
+
+
+def _grey(hu: np.ndarray) -> np.ndarray:
+    lo, hi = _WINDOW
+    return (np.clip((hu - lo) / (hi - lo), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:-1, 1:-1] = (
+        mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    )
+    return mask & ~inner
+
+
+def qa_png(
+    hu: np.ndarray,
+    segmentation: Segmentation,
+    path: Path | str,
+    *,
+    title: str = "",
+    flags: tuple[str, ...] = (),
+) -> Path:
+    """Write the QA picture of one series.
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape ``segmentation.grid.shape_zyx``.
+    segmentation : Segmentation
+    path : path-like
+        PNG file to write (parents created).
+    title : str, optional
+        Printed at the top (e.g. the series UID).
+    flags : tuple of str, optional
+        QA flags to print under the title.
+
+    Returns
+    -------
+    Path
+    """
+    from PIL import Image, ImageDraw
+
+    grid = segmentation.grid
+    labels = segmentation.labels
+    dz, dy, dx = grid.spacing_zyx
+    bodies = np.isin(labels, list(BODY_LEVELS))
+    i_mid = int(np.median(np.argwhere(bodies)[:, 2])) if bodies.any() else hu.shape[2] // 2
+    # sagittal: rows = z (head up), columns = y (anterior left), isotropic pixels
+    sag = _grey(hu[::-1, :, i_mid])
+    rgb = np.repeat(sag[..., None], 3, axis=2).astype(np.float32)
+    lab = labels[::-1, :, i_mid]
+    for i in BODY_LEVELS:
+        m = lab == i
+        rgb[m] = 0.55 * rgb[m] + 0.45 * np.array(_COLOURS[i], dtype=np.float32)
+    h_mm, w_mm = hu.shape[0] * dz, hu.shape[1] * dy
+    scale = 2 * _PANEL / h_mm  # the sagittal view is two panels high
+    sag_img = Image.fromarray(rgb.astype(np.uint8)).resize(
+        (max(1, round(w_mm * scale)), 2 * _PANEL), Image.Resampling.BILINEAR
+    )
+    draw = ImageDraw.Draw(sag_img)
+    for i, level in BODY_LEVELS.items():
+        pts = np.argwhere(lab == i)
+        if pts.size:
+            r, c = pts.mean(axis=0)
+            draw.text((c * dy * scale + 4, r * dz * scale - 6), level, fill=(255, 255, 255))
+    axials = []
+    for i, level in BODY_LEVELS.items():
+        pts = np.argwhere(labels == i)
+        if pts.size == 0:
+            panel = Image.new("RGB", (_PANEL, _PANEL), (40, 40, 40))
+            ImageDraw.Draw(panel).text((8, 8), f"{level}: absent", fill=(255, 255, 255))
+            axials.append(panel)
+            continue
+        k = int(round(pts[:, 0].mean()))
+        grey = _grey(hu[k])
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+        for lid in (i, 11, 12, 13, 14):
+            rgb[_outline(labels[k] == lid)] = _COLOURS[lid]
+        panel = Image.fromarray(rgb).resize(
+            (round(_PANEL * hu.shape[2] * dx / (hu.shape[1] * dy)), _PANEL),
+            Image.Resampling.NEAREST,
+        )
+        ImageDraw.Draw(panel).text((6, 6), f"{level} (slice {k})", fill=(255, 255, 0))
+        axials.append(panel)
+    cols = 3
+    cell_w = max(p.width for p in axials)
+    grid_w = cols * cell_w
+    header = 36
+    canvas = Image.new("RGB", (sag_img.width + grid_w + 8, 2 * _PANEL + header), (0, 0, 0))
+    canvas.paste(sag_img, (0, header))
+    for n, panel in enumerate(axials):
+        r, c = divmod(n, cols)
+        canvas.paste(panel, (sag_img.width + 8 + c * cell_w, header + r * _PANEL))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 4), title or "vfrisk QA", fill=(255, 255, 255))
+    draw.text(
+        (6, 18), "flags: " + (", ".join(flags) if flags else "none"),
+        fill=(255, 120, 120) if flags else (160, 220, 160),
+    )  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path

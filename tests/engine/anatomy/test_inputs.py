@@ -1,0 +1,151 @@
+"""Model inputs: shapes and dtypes from the config, masking, missing levels, intensity, cache."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from engine.anatomy.inputs import (
+    PreprocessingSettings,
+    build_inputs,
+    cache_path,
+    level_patch,
+    load_inputs,
+    save_inputs,
+)
+from engine.anatomy.labels import Segmentation
+from engine.anatomy.masks import load_masks
+from engine.config import load_config
+from engine.errors import VfriskError
+from engine.load import load_volume
+from engine.synth.cohort import SynthRequest, synthesize
+
+SEED = 5
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple]:
+    root = tmp_path_factory.mktemp("inputs")
+    out = root / "cohort"
+    synthesize(SynthRequest(out, patients=3, sites="dev:1,ext_a:1,ext_b:1", seed=SEED))
+    series = pd.read_csv(out / "truth" / "series.csv")
+    soft = series[(series["kind"] == "axial") & series["description"].str.contains("SOFT")]
+    result = []
+    for _, row in soft.iterrows():
+        files = [p for p in (out / "archive" / row["folder"]).iterdir() if p.is_file()]
+        if len(files) != row["n_files"]:
+            files = [
+                p for p in files
+                if pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID
+                == row["series_uid"]
+            ]  # fmt: skip
+        vol = load_volume(files)
+        shutil.copy(out / "truth" / row["patient_id"] / "segmentation.nii.gz",
+                    root / f"{row['series_uid']}.nii.gz")  # fmt: skip
+        result.append((row["series_uid"], vol, load_masks(root, row["series_uid"], vol.grid)))
+    return result
+
+
+@pytest.fixture(scope="module")
+def settings() -> PreprocessingSettings:
+    return PreprocessingSettings.from_config(load_config())
+
+
+def test_inputs_have_the_configured_shapes_and_dtypes(cases: list[tuple], settings) -> None:
+    for uid, vol, seg in cases:
+        inputs = build_inputs(vol.hu, seg, uid, settings)
+        assert inputs.bone.shape == (5, 32, 64, 112) == inputs.bone_muscle.shape
+        assert inputs.bone.dtype == np.float16 and inputs.level_present.dtype == bool
+        assert inputs.level_present.tolist() == [lv in seg.levels for lv in inputs.levels]
+        assert float(inputs.bone.min()) >= 0.0 and float(inputs.bone_muscle.max()) <= 1.0
+        assert inputs.spacing_zyx_mm == pytest.approx((2.25, 2.0, 2.0))
+    # sizes come from the config, not constants
+    small = replace(settings, crop_zyx=(12, 64, 96), network_zyx=(16, 32, 48), dtype="uint8")
+    uid, vol, seg = cases[0]
+    inputs = build_inputs(vol.hu, seg, uid, small)
+    assert inputs.bone.shape == (5, 16, 32, 48) and inputs.bone.dtype == np.uint8
+
+
+def test_bone_is_zero_outside_the_body_and_bone_muscle_outside_body_and_muscle(
+    cases: list[tuple], settings
+) -> None:
+    for uid, vol, seg in cases:
+        inputs = build_inputs(vol.hu, seg, uid, settings)
+        for row, level in enumerate(inputs.levels):
+            patch = level_patch(vol.hu, seg, level, settings)
+            if patch is None:
+                continue
+            bone = inputs.bone[row].astype(np.float32)
+            both = inputs.bone_muscle[row].astype(np.float32)
+            assert not bone[~patch.body].any()
+            assert not both[~(patch.body | patch.muscle)].any()
+            assert patch.body.sum() > 500 and patch.muscle.sum() > 500
+            assert np.array_equal(bone[patch.body], patch.image[patch.body].astype(np.float16))
+            assert bone[patch.body].mean() > 0.15  # bone in the -200..1000 HU window
+
+
+def test_missing_levels_are_masked_not_zero_filled(cases: list[tuple], settings) -> None:
+    uid, vol, seg = cases[0]
+    labels = seg.labels.copy()
+    labels[labels == 1] = 0  # no T12
+    no_t12 = Segmentation(labels, seg.grid, seg.levels[1:], ("missing_T12",), seg.source)
+    inputs = build_inputs(vol.hu, no_t12, uid, settings)
+    assert inputs.level_present.tolist() == [False, True, True, True, True]
+    assert not inputs.bone[0].any() and not inputs.bone_muscle[0].any()
+    assert np.isnan(inputs.centres_xyz[0]).all()
+    with pytest.raises(ValueError):
+        replace(inputs, level_present=np.zeros(5, dtype=bool))
+
+
+def test_inputs_are_deterministic(cases: list[tuple], settings) -> None:
+    uid, vol, seg = cases[1]
+    a, b = build_inputs(vol.hu, seg, uid, settings), build_inputs(vol.hu, seg, uid, settings)
+    assert np.array_equal(a.bone, b.bone) and np.array_equal(a.bone_muscle, b.bone_muscle)
+
+
+def test_fixed_window_keeps_absolute_hu_and_study_option_rescales_per_patch(
+    cases: list[tuple], settings
+) -> None:
+    uid, vol, seg = cases[0]
+    denser = vol.hu.copy()
+    denser[seg.labels == 4] += 100.0  # a denser L3 body
+    base = level_patch(vol.hu, seg, "L3", settings)
+    dense = level_patch(denser, seg, "L3", settings)
+    inner = base.body
+    # fixed window: +100 HU = +100/1200 of the -200..1000 window inside the body
+    gain = float((dense.image[inner] - base.image[inner]).mean())
+    assert gain == pytest.approx(100.0 / 1200.0, abs=0.01)
+    # study option: clip to [0, 1000] then min-max per patch, so any linear change of HU
+    # that keeps 0 (air outside the scan) and stays in [0, 1000] gives the same patch
+    study = replace(settings, intensity="study_minmax")
+    clipped = np.clip(vol.hu, 0.0, 1000.0)
+    squeezed = (0.5 * clipped).astype(np.float32)
+    a = level_patch(clipped, seg, "L3", study)
+    b = level_patch(squeezed, seg, "L3", study)
+    assert float(a.image.min()) == 0.0
+    assert np.allclose(a.image, b.image, atol=1e-5)
+    fixed_a = level_patch(clipped, seg, "L3", settings)
+    fixed_b = level_patch(squeezed, seg, "L3", settings)
+    assert not np.allclose(fixed_a.image, fixed_b.image, atol=1e-2)
+
+
+def test_cache_round_trip_and_version_mismatch_refused(
+    cases: list[tuple], settings, tmp_path: Path
+) -> None:
+    uid, vol, seg = cases[2]
+    inputs = build_inputs(vol.hu, seg, uid, settings)
+    path = save_inputs(inputs, tmp_path)
+    assert path == cache_path(tmp_path, uid, settings.version)
+    again = load_inputs(path, settings)
+    assert np.array_equal(again.bone, inputs.bone)
+    assert np.array_equal(again.level_present, inputs.level_present)
+    assert again.series_uid == uid and again.preprocessing_version == settings.version
+    with pytest.raises(VfriskError) as err:
+        load_inputs(path, replace(settings, intensity="study_minmax"))
+    assert err.value.code == "preprocessing_mismatch"
