@@ -318,7 +318,7 @@ def _cmd_train_anatomy(args: argparse.Namespace, config: Config) -> int:
     # the log stays out of the weights folder, whose files ship with the package
     beside = Path(tempfile.gettempdir())
     logs.configure(_log_path(args, config, beside), "train-anatomy", config["logging"]["level"])
-    summary = train_muscles(req, log=print)
+    summary = train_muscles(req, log=lambda line: print(line, flush=True))
     dice = ", ".join(f"{k} {v:.3f}" for k, v in summary.val_dice.items())
     print(f"Muscle network written to {summary.weights} (card {summary.card}).")
     print(f"  validation Dice: {dice}; {summary.seconds:.0f} s")

@@ -1,0 +1,316 @@
+"""Psoas and paraspinal (erector spinae + multifidus) muscles by a small 2D U-Net.
+
+The network (:mod:`engine.anatomy.muscle_net`, weights shipped in
+``engine/anatomy/weights/muscles.pt``, made by ``vfrisk train-anatomy``) labels axial
+slices resampled to :data:`PIXEL_MM` pixels in a fixed window around the vertebral column:
+:data:`WINDOW_MM` about the centre of the labelled bodies, wide enough for the psoas
+beside L4 (~100 mm from the midline) and the paraspinal muscles behind the laminae. Each
+input holds the slice and its neighbours :data:`NEIGHBOUR_MM` above and below (linear
+interpolation along z, so 1 mm and 5 mm slices give the same input).
+
+It runs on slices every ~:data:`STRIDE_MM` within the labelled bodies' extent; the class
+probabilities are interpolated linearly along z to the slices in between and bilinearly
+in-plane back to the volume grid, then the most probable class wins. Left is patient
+left (+x). The preprocessing functions here are shared with the training
+(:mod:`engine.anatomy.train_muscles`), so training and inference see the same inputs.
+
+torch is imported inside the functions that need it: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.errors import VfriskError
+from engine.geometry import Grid
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.anatomy.muscle_net import MuscleNet
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "NEIGHBOUR_MM",
+    "PIXEL_MM",
+    "STRIDE_MM",
+    "WINDOW_MM",
+    "column_centre",
+    "crop_labels",
+    "crop_stack",
+    "normalize_hu",
+    "predict_probabilities",
+    "segment_muscles",
+    "window_px",
+]
+
+#: In-plane pixel of the network input, mm.
+PIXEL_MM = 2.0
+#: Window about the body centre, mm: (row first, row last, column first, column last);
+#: rows run anterior -> posterior, columns patient right -> left. 80 x 112 pixels.
+WINDOW_MM = (-64.0, 96.0, -112.0, 112.0)
+#: Distance of the neighbouring input slices, mm.
+NEIGHBOUR_MM = 3.0
+#: Spacing of the slices the network labels, mm (the ones in between are interpolated).
+STRIDE_MM = 4.0
+#: HU window of the input: fat, muscle and bone cortex stay apart, air saturates.
+_HU_WINDOW = (-250.0, 350.0)
+_AIR_HU = -1024.0
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "muscles.pt"
+
+
+def window_px(margin_px: int = 0) -> tuple[int, int]:
+    """Input size (rows, columns) in pixels of :data:`WINDOW_MM`, plus a margin each side."""
+    r0, r1, c0, c1 = WINDOW_MM
+    return (
+        int(round((r1 - r0) / PIXEL_MM)) + 2 * margin_px,
+        int(round((c1 - c0) / PIXEL_MM)) + 2 * margin_px,
+    )
+
+
+def normalize_hu(hu: np.ndarray) -> np.ndarray:
+    """HU clipped to :data:`_HU_WINDOW` and scaled to about [-2, 2] (muscle ~ 0), float32."""
+    lo, hi = _HU_WINDOW
+    return ((np.clip(hu, lo, hi) - 50.0) / 150.0).astype(np.float32)
+
+
+def column_centre(bodies: np.ndarray) -> tuple[float, float]:
+    """Centre (row j, column i) of the labelled bodies, voxel indices.
+
+    Parameters
+    ----------
+    bodies : np.ndarray
+        bool, shape (nz, ny, nx).
+
+    Returns
+    -------
+    tuple of float
+        Mean (j, i) of the body voxels.
+    """
+    # from the axial projection: the same mean as over the voxels, without a 3D nonzero
+    proj = bodies.sum(axis=0, dtype=np.int64)
+    rows, cols = proj.sum(axis=1), proj.sum(axis=0)
+    n = float(rows.sum())
+    return float(rows @ np.arange(rows.size)) / n, float(cols @ np.arange(cols.size)) / n
+
+
+def _region(grid: Grid, centre: tuple[float, float], margin_px: int) -> tuple[int, int, int, int]:
+    """Native pixel box (j0, i0, rows, cols) that the window maps onto."""
+    _, dy, dx = grid.spacing_zyx
+    r0, r1, c0, c1 = WINDOW_MM
+    m = margin_px * PIXEL_MM
+    j0 = int(round(centre[0] + (r0 - m) / dy))
+    i0 = int(round(centre[1] + (c0 - m) / dx))
+    return j0, i0, int(round((r1 - r0 + 2 * m) / dy)), int(round((c1 - c0 + 2 * m) / dx))
+
+
+def _extract(vol: np.ndarray, ks: np.ndarray, box: tuple[int, int, int, int], fill: float):
+    """``vol[ks]`` in the native box, ``fill`` outside the volume; shape (len(ks), h, w)."""
+    j0, i0, h, w = box
+    _, ny, nx = vol.shape
+    out = np.full((len(ks), h, w), fill, vol.dtype)
+    a0, a1 = max(0, j0), min(ny, j0 + h)
+    b0, b1 = max(0, i0), min(nx, i0 + w)
+    if a1 > a0 and b1 > b0:
+        out[:, a0 - j0 : a1 - j0, b0 - i0 : b1 - i0] = vol[ks][:, a0:a1, b0:b1]
+    return out
+
+
+def _resize(x: np.ndarray, size: tuple[int, int], antialias: bool) -> np.ndarray:
+    """Bilinear resize of (n, c, h, w) float32 to (n, c, *size) (pixel areas aligned)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    return F.interpolate(
+        t, size=size, mode="bilinear", align_corners=False, antialias=antialias
+    ).numpy()
+
+
+def crop_stack(
+    hu: np.ndarray,
+    grid: Grid,
+    ks: np.ndarray,
+    centre: tuple[float, float],
+    margin_px: int = 0,
+) -> np.ndarray:
+    """Network inputs for slices ``ks``: normalized 3-slice stacks in the window.
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape (nz, ny, nx), on ``grid``.
+    grid : Grid
+        The volume's grid.
+    ks : np.ndarray
+        int, shape (n,): slices to label.
+    centre : tuple of float
+        Body centre (j, i) in voxel indices (:func:`column_centre`).
+    margin_px : int
+        Extra pixels each side of the window (training crops randomly inside it).
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (n, 3, H, W) with (H, W) = ``window_px(margin_px)``: the slices
+        :data:`NEIGHBOUR_MM` below, at and above each ``k``; air outside the volume.
+    """
+    nz = hu.shape[0]
+    dz = grid.spacing_zyx[0]
+    box = _region(grid, centre, margin_px)
+    # fractional slice index of each channel, clamped to the scan
+    zf = np.clip(ks[:, None] + np.array([-1.0, 0.0, 1.0]) * NEIGHBOUR_MM / dz, 0, nz - 1)
+    lo = np.floor(zf).astype(int)
+    hi = np.minimum(lo + 1, nz - 1)
+    need = np.unique(np.concatenate([lo.ravel(), hi.ravel()]))
+    raw = _extract(hu, need, box, _AIR_HU)
+    pos = np.searchsorted(need, lo), np.searchsorted(need, hi)
+    wt = (zf - lo)[..., None, None].astype(np.float32)
+    stack = raw[pos[0]] * (1.0 - wt) + raw[pos[1]] * wt  # (n, 3, h, w)
+    return normalize_hu(_resize(stack, window_px(margin_px), antialias=True))
+
+
+def crop_labels(
+    labels: np.ndarray, grid: Grid, ks: np.ndarray, centre: tuple[float, float], margin_px: int
+) -> np.ndarray:
+    """Class index per window pixel of slices ``ks`` (training targets), int64.
+
+    ``labels`` holds network classes 0-4 on the volume grid; each window pixel takes the
+    class covering most of it (one-hot, area-weighted resize, argmax).
+    """
+    box = _region(grid, centre, margin_px)
+    lab = _extract(labels, ks, box, 0)
+    onehot = (lab[:, None] == np.arange(5)[None, :, None, None]).astype(np.float32)
+    return _resize(onehot, window_px(margin_px), antialias=True).argmax(axis=1)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=4)
+def _net(path: str, device: str) -> MuscleNet:
+    from engine.anatomy.muscle_net import load_muscle_net
+
+    if not Path(path).is_file():
+        raise VfriskError(
+            "muscle_weights_missing",
+            f"the muscle network weights {path} are missing; reinstall vfrisk or make them "
+            "with `vfrisk train-anatomy`",
+        )
+    return load_muscle_net(path, device)
+
+
+def predict_probabilities(
+    net: MuscleNet, x: np.ndarray, device: str | torch.device, batch: int = 64
+) -> np.ndarray:
+    """Softmax class probabilities, float32 of shape (n, 5, H, W), for inputs ``x``."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(x), batch):
+            t = torch.from_numpy(x[s : s + batch]).to(device)
+            out.append(torch.softmax(net(t).logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 5, *x.shape[2:]), np.float32)
+
+
+def _argmax_channels(x: torch.Tensor) -> np.ndarray:
+    """``x.argmax(1)`` as uint8 (first maximum wins), by elementwise passes over the few
+    channels: far faster than torch's argmax over a strided channel axis on CPU."""
+    import torch
+
+    best = x[:, 0].clone()
+    cls = torch.zeros(best.shape, dtype=torch.uint8)
+    for c in range(1, x.shape[1]):
+        better = x[:, c] > best
+        cls[better] = c
+        best = torch.maximum(best, x[:, c])
+    return cls.numpy()
+
+
+def segment_muscles(
+    hu: np.ndarray,
+    grid: Grid,
+    bodies: np.ndarray,
+    k_range: tuple[int, int],
+    *,
+    weights: Path | str | None = None,
+    device: str | None = None,
+) -> np.ndarray:
+    """Muscle labels 11-14 (psoas left/right, paraspinal left/right) on the volume grid.
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape (nz, ny, nx).
+    grid : Grid
+        Its grid.
+    bodies : np.ndarray
+        bool, shape (nz, ny, nx): the labelled vertebral bodies.
+    k_range : tuple of int
+        Slices ``[k0, k1)`` to label (the cranio-caudal extent of the labelled bodies).
+    weights : Path or str, optional
+        Network file (default :data:`DEFAULT_WEIGHTS`, shipped with the package).
+    device : str, optional
+        ``"cpu"`` or ``"cuda"``; default CUDA when available, else CPU.
+
+    Returns
+    -------
+    np.ndarray
+        uint8, shape (nz, ny, nx): 11 iliopsoas_left, 12 iliopsoas_right,
+        13 autochthon_left, 14 autochthon_right, 0 elsewhere (and on the bodies).
+
+    Raises
+    ------
+    VfriskError
+        ``muscle_weights_missing`` when the weights file is absent.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from engine.anatomy.muscle_net import CLASS_LABELS
+
+    out = np.zeros(grid.shape_zyx, np.uint8)
+    k0, k1 = k_range
+    if k1 <= k0 or not bodies.any():
+        return out
+    device = device or _default_device()
+    net = _net(str(weights or DEFAULT_WEIGHTS), device)
+    dz = grid.spacing_zyx[0]
+    step = max(1, int(round(STRIDE_MM / dz)))
+    ks = np.arange(k0, k1, step)
+    if ks[-1] != k1 - 1:
+        ks = np.append(ks, k1 - 1)
+    centre = column_centre(bodies[k0:k1])
+    prob = predict_probabilities(net, crop_stack(hu, grid, ks, centre), device)
+    j0, i0, h, w = _region(grid, centre, 0)
+    _, ny, nx = grid.shape_zyx
+    a0, a1, b0, b1 = max(0, j0), min(ny, j0 + h), max(0, i0), min(nx, i0 + w)
+    if a1 <= a0 or b1 <= b0:
+        return out
+    lut = np.array(CLASS_LABELS, np.uint8)
+    # each native slice: linear blend of the two processed slices around it (in the
+    # coarse window, where it is cheap), then bilinear back to the native pixels
+    kk = np.arange(k0, k1)
+    hi = np.clip(np.searchsorted(ks, kk), 1, len(ks) - 1) if len(ks) > 1 else np.zeros_like(kk)
+    lo = np.maximum(hi - 1, 0)
+    t = np.clip((kk - ks[lo]) / np.maximum(ks[hi] - ks[lo], 1), 0.0, 1.0).astype(np.float32)
+    prob_t, t_t = torch.from_numpy(prob), torch.from_numpy(t)[:, None, None, None]
+    lo_t, hi_t = torch.from_numpy(lo), torch.from_numpy(hi)
+    with torch.inference_mode():
+        for s in range(0, len(kk), 32):
+            w8 = t_t[s : s + 32]
+            blend = prob_t[lo_t[s : s + 32]] * (1.0 - w8) + prob_t[hi_t[s : s + 32]] * w8
+            full = F.interpolate(blend, size=(h, w), mode="bilinear", align_corners=False)
+            cls = _argmax_channels(full[:, :, a0 - j0 : a1 - j0, b0 - i0 : b1 - i0])
+            out[kk[s : s + 32], a0:a1, b0:b1] = lut[cls]
+    sub = out[k0:k1]
+    sub[bodies[k0:k1]] = 0
+    return out

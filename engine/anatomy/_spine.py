@@ -1,0 +1,266 @@
+"""Spine column localization and vertebral body extraction (classical, no weights).
+
+Method (all thresholds in HU and mm, so they hold for any pixel spacing and slice
+thickness):
+
+1. **Column.** On a strided sample of the volume (about 3 mm in-plane, 6 mm along z), the
+   voxels above 200 HU are counted per (row, column). The vertebral column is the
+   connected patch of pixels that is bone in at least half of the sampled slices of a
+   ~60 mm stretch and holds the most such bone within 40 mm of the body's midline: ribs,
+   iliac wings and the couch come and go along z or lie off the midline, the spine stays.
+2. **Bodies.** In a crop around the column at native in-plane resolution, bone is HU above
+   300 after a light in-plane smoothing. A vertebral body is a cortical shell around
+   trabecular bone of lower HU, so in every axial slice that crosses a body the shell
+   encloses a hole (2D hole filling, slice by slice). Holes connected along z form one
+   component per body; the discs (no shell) separate neighbouring bodies. A component is a
+   body when its cross-section is 350-3000 mm^2 (the spinal canal is ~15 x 20 mm, about
+   240 mm^2; a skull encloses far more), it is at least 6 mm tall, and no larger hole
+   lies more anterior at the same height (that would make it the canal or marrow of the
+   posterior elements).
+3. **Mask.** Each body is its hole plus the bone within 2.5 mm in-plane and about 2 mm
+   along z of it: the ~1 mm cortical shell blurred by partial volume, and the endplates that
+   axial slices cut obliquely where the spine is tilted (lordosis). Pedicles start at the
+   shell, so only their base is reached; posterior elements are excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from engine.geometry import Grid
+
+__all__ = ["Body", "Column", "find_bodies", "locate_column"]
+
+_BONE_COLUMN_HU = 200.0
+_SHELL_HU = 300.0
+_MIN_BODY_AREA_MM2 = 350.0
+_MAX_BODY_AREA_MM2 = 3000.0  # a skull or a pelvis ring encloses far more
+_MIN_BODY_HEIGHT_MM = 6.0
+_SHELL_MM = 2.5
+_ENDPLATE_MM = 2.0
+
+
+@dataclass(frozen=True)
+class Column:
+    """Where the vertebral column lies in-plane (voxel indices of the volume's grid).
+
+    Attributes
+    ----------
+    i_center, j_center : float
+        Bone-weighted centre column and row of the column patch.
+    j_front, j_back : int
+        Row range of the patch (anterior body wall to spinous tips, roughly).
+    width_mm : float
+        Left-right extent of the patch, mm.
+    """
+
+    i_center: float
+    j_center: float
+    j_front: int
+    j_back: int
+    width_mm: float
+
+
+@dataclass(frozen=True)
+class Body:
+    """One vertebral body found by its cortical shell.
+
+    Attributes
+    ----------
+    k0, k1 : int
+        First and one-past-last slice of its trabecular hole.
+    center_kji : tuple of float
+        Centroid of the hole, voxel indices.
+    area_mm2 : float
+        Largest axial cross-section of the hole, mm^2.
+    touches_edge : bool
+        True when the hole reaches the first or last slice: the body is cut by the scan.
+    """
+
+    k0: int
+    k1: int
+    center_kji: tuple[float, float, float]
+    area_mm2: float
+    touches_edge: bool
+
+
+def locate_column(hu: np.ndarray, grid: Grid) -> Column | None:
+    """Find the vertebral column in-plane; None when no persistent bone patch exists.
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape (nz, ny, nx), canonical orientation.
+    grid : Grid
+        Its grid.
+    """
+    dz, dy, dx = grid.spacing_zyx
+    s = max(1, int(round(3.0 / dx)))
+    sz = max(1, int(round(6.0 / dz)))
+    sample = hu[::sz, ::s, ::s]
+    bone = sample > _BONE_COLUMN_HU
+    body = sample > -300.0
+    if not bone.any() or not body.any():
+        return None
+    mid_i = float(np.nonzero(body)[2].mean())
+    # chunks of ~60 mm along z: lordosis moves the column by centimetres over the scan
+    per_chunk = max(1, int(round(60.0 / (sz * dz))))
+    found = []
+    for c0 in range(0, bone.shape[0], per_chunk):
+        chunk = bone[c0 : c0 + per_chunk]
+        if chunk.shape[0] * per_chunk < 0.5 * per_chunk * per_chunk and found:
+            continue
+        persistence = chunk.mean(axis=0)
+        lab, n = ndi.label(persistence >= 0.5)
+        if n == 0:
+            continue
+        idx = np.arange(1, n + 1)
+        mass = ndi.sum(persistence, lab, idx) * (s * s * dy * dx)
+        ci = np.array([c[1] for c in ndi.center_of_mass(persistence, lab, idx)])
+        # the column is on the body's midline: most bone within 40 mm of it
+        ok = (mass >= 100.0) & (np.abs(ci - mid_i) * s * dx <= 40.0)
+        if not ok.any():
+            continue
+        best = int(idx[ok][np.argmax(mass[ok])])
+        j, i = np.nonzero(lab == best)
+        found.append((float(ci[best - 1]), int(j.min()), int(j.max()), int(i.min()), int(i.max())))
+    if not found:
+        return None
+    arr = np.array(found, np.float64)
+    return Column(
+        i_center=float(np.median(arr[:, 0]) * s),
+        j_center=float(0.5 * (arr[:, 1].min() + arr[:, 2].max()) * s),
+        j_front=int(arr[:, 1].min() * s),
+        j_back=int(arr[:, 2].max() * s + s - 1),
+        width_mm=float((np.median(arr[:, 4] - arr[:, 3]) + 1) * s * dx),
+    )
+
+
+def _crop(grid: Grid, column: Column) -> tuple[slice, slice]:
+    """Rows and columns around the column that hold the bodies and the canal."""
+    _, dy, dx = grid.spacing_zyx
+    ny, nx = grid.shape_zyx[1:]
+    half = int(round(45.0 / dx))
+    ic = int(round(column.i_center))
+    j0 = max(0, column.j_front - int(round(40.0 / dy)))
+    j1 = min(ny, column.j_back + 1)
+    return slice(j0, j1), slice(max(0, ic - half), min(nx, ic + half + 1))
+
+
+def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body], np.ndarray]:
+    """Vertebral bodies, caudal first, and a body label map on the column crop.
+
+    Parameters
+    ----------
+    hu : np.ndarray
+        float32 HU, shape (nz, ny, nx).
+    grid : Grid
+        Its grid.
+    column : Column
+        From :func:`locate_column`.
+
+    Returns
+    -------
+    bodies : list of Body
+        Sorted by ``k0`` (caudal first).
+    labels : np.ndarray
+        uint8, shape (nz, ny, nx): 1..len(bodies) in the order of ``bodies``, 0 elsewhere.
+    """
+    dz, dy, dx = grid.spacing_zyx
+    rows, cols = _crop(grid, column)
+    crop = hu[:, rows, cols]
+    smooth = ndi.uniform_filter(crop, size=(1, 3, 3)) if dx < 1.0 else crop
+    bone = smooth > _SHELL_HU
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndi.generate_binary_structure(2, 1)
+    holes = ndi.binary_fill_holes(bone, structure=in_plane) & ~bone
+    along_z = in_plane.copy()
+    along_z[0, 1, 1] = along_z[2, 1, 1] = True
+    comp, _ = ndi.label(holes, structure=along_z)
+    candidates = []
+    for idx, sl in enumerate(ndi.find_objects(comp), 1):
+        if sl is None:
+            continue
+        m = comp[sl] == idx
+        area = m.sum(axis=(1, 2)) * (dy * dx)
+        tall = int((area > 0).sum())
+        typical = np.percentile(area[area > 0], 75)
+        if tall * dz < _MIN_BODY_HEIGHT_MM or not (
+            _MIN_BODY_AREA_MM2 <= typical <= _MAX_BODY_AREA_MM2
+        ):
+            continue
+        k, j, i = np.nonzero(m)
+        candidates.append(
+            (
+                idx,
+                sl[0].start,
+                sl[0].stop,
+                (
+                    float(k.mean() + sl[0].start),
+                    float(j.mean() + sl[1].start),
+                    float(i.mean() + sl[2].start),
+                ),
+                float(area.max()),
+                sl,
+            )
+        )
+    kept = [c for c in candidates if not _shadowed(c, candidates, dy)]
+    kept.sort(key=lambda c: c[1])
+    nz = grid.shape_zyx[0]
+    bodies = []
+    lab_crop = np.zeros(crop.shape, np.uint8)
+    for n, (idx, k0, k1, ctr, area, sl) in enumerate(kept, 1):
+        bodies.append(
+            Body(
+                k0=k0,
+                k1=k1,
+                center_kji=(ctr[0], ctr[1] + rows.start, ctr[2] + cols.start),
+                area_mm2=area,
+                touches_edge=k0 == 0 or k1 == nz,
+            )
+        )
+        _paint_body(lab_crop, comp, sl, idx, n, bone, grid)
+    labels = np.zeros(grid.shape_zyx, np.uint8)
+    labels[:, rows, cols] = lab_crop
+    return bodies, labels
+
+
+def _shadowed(c: tuple, candidates: list[tuple], dy: float) -> bool:
+    """True when a larger hole more anterior overlaps ``c`` along z (c is canal/arch)."""
+    _, k0, k1, ctr, area, _ = c
+    for o in candidates:
+        if o is c:
+            continue
+        overlap = min(k1, o[2]) - max(k0, o[1])
+        if overlap > 0 and o[3][1] < ctr[1] - 12.0 / dy and o[4] > 0.8 * area:
+            return True
+    return False
+
+
+def _paint_body(
+    out: np.ndarray,
+    comp: np.ndarray,
+    sl: tuple[slice, ...],
+    idx: int,
+    value: int,
+    bone: np.ndarray,
+    grid: Grid,
+) -> None:
+    """Write hole ``idx`` plus its shell and endplates (bone near the hole) as ``value``."""
+    dz, dy, dx = grid.spacing_zyx
+    r = max(1, int(round(_SHELL_MM / dx)))
+    m = max(1, int(round(_ENDPLATE_MM / dz)))
+    box = tuple(
+        slice(max(0, s.start - pad), min(n, s.stop + pad))
+        for s, pad, n in zip(sl, (m, r, r), comp.shape, strict=True)
+    )
+    hole = comp[box] == idx
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (yy**2 + xx**2) <= r * r + 0.5
+    near = ndi.binary_dilation(hole, structure=np.repeat(disk[None], 2 * m + 1, axis=0))
+    body = hole | (near & bone[box])
+    sub = out[box]
+    sub[body & (sub == 0)] = value
