@@ -48,7 +48,6 @@ def run_demo(
     progress : callable, optional
         Progress callback ``(done, total)`` of the generation.
     """
-    from engine import logs
     from engine.index import IndexRequest, index_archive, rules_from_config
     from engine.store import Store
     from engine.summaries import describe_index, describe_synth
@@ -79,7 +78,6 @@ def run_demo(
         IndexRequest(archive=cohort / "archive", workers=workers, progress=False),
         rules_from_config(config),
         config_hash=config.hash(),
-        run_id=logs.run_id(),
     )
     print(describe_index(summary))
 
@@ -91,20 +89,14 @@ def run_demo(
         ImportRequest(file=cohort / "clinical.csv"),
         settings_from_config(config),
         config_hash=config.hash(),
-        run_id=logs.run_id(),
     )
     print(describe_clinical(imported))
-
-    import uuid
 
     from engine.report import build_report
     from engine.report import settings_from_config as report_settings
     from engine.report.document import build_document
     from engine.report.render import to_markdown
 
-    # a run id of its own: the index and import above share the log's
-    report = build_report(
-        store, report_settings(config), config_hash=config.hash(), run_id=uuid.uuid4().hex[:12]
-    )
+    report = build_report(store, report_settings(config), config_hash=config.hash())
     print(to_markdown(build_document(report)))
     return 0

@@ -231,7 +231,7 @@ def import_clinical(
         logs.event("clinical.refused", level="warning", file=str(req.file), errors=len(errors))
         raise ClinicalFileError(format_report(req.file, problems, settings.max_problems), errors)
     rows = typed_frame(raw, frax_scale=settings.frax_scale)
-    run_id = run_id or logs.run_id() or uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]  # each run its own row in `runs`
     store.start_run(run_id, "import-clinical", config_hash)
     try:
         now = _now()

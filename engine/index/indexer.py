@@ -290,7 +290,7 @@ def index_archive(
             f"archive folder {req.archive} does not exist or is not a folder; pass the folder "
             "that holds the DICOM files (any depth)",
         )
-    run_id = run_id or logs.run_id() or uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]  # each run its own row in `runs`
     store.start_run(run_id, "index", config_hash)
     try:
         summary = _index(store, req, rules, root, start, on_batch)

@@ -106,7 +106,7 @@ def build_report(
     """
     start = time.perf_counter()
     cohort = load_cohort(store, model_id)
-    run_id = run_id or logs.run_id() or uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]  # each run its own row in `runs`
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # microseconds: orders runs
     table = evaluate(
         cohort.frame, settings, has_model=cohort.model is not None, has_l1_hu=cohort.has_l1_hu

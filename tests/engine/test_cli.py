@@ -87,3 +87,12 @@ def test_demo_generates_once_then_indexes_incrementally(tmp_path: Path) -> None:
         "SELECT count(*) AS n FROM series WHERE selected"
     )
     assert selected["n"].item() == 3
+    runs = Store(tmp_path / "d" / "vfrisk.duckdb").query(
+        "SELECT command, count(*) AS n FROM runs WHERE status = 'ok' GROUP BY command"
+    )
+    # every stage of both demo runs keeps its own provenance row
+    assert dict(zip(runs["command"], runs["n"], strict=True)) == {
+        "index": 2,
+        "import-clinical": 2,
+        "report": 2,
+    }
