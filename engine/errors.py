@@ -82,6 +82,7 @@ REASONS: dict[str, str] = {
     ),
     "model_not_found": "The requested model id is not in the database's models table.",
     "unknown_output_format": "The report output file has an extension vfrisk cannot write.",
+    "checkpoint_mismatch": "The model checkpoint is for other preprocessing, or is damaged.",
 }
 
 

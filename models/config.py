@@ -1,0 +1,145 @@
+"""The shape and variant of the fracture network, as one frozen record stored in checkpoints.
+
+Pure Python (no torch), so the CLI can read and validate a configuration without loading
+the network. Defaults size the encoder for training on 2 CPU cores (issue 6: a width-32
+encoder costs about 0.05 s per patient per training step there);
+:meth:`ModelConfig.convnext_tiny` is the study's encoder (Kong et al. 2025) for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import VfriskError
+
+__all__ = ["FUSIONS", "INPUT_VARIANTS", "TASKS", "WEIGHTINGS", "ModelConfig"]
+
+INPUT_VARIANTS = ("bone", "bone_muscle")
+TASKS = ("detection", "survival", "multitask")
+WEIGHTINGS = ("uncertainty", "pcgrad", "fixed")
+FUSIONS = ("attention", "mean")
+
+
+def _fail(message: str) -> VfriskError:
+    return VfriskError("bad_config", f"model configuration: {message}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the network looks like and which variant of the study it is.
+
+    Attributes
+    ----------
+    input_variant : str
+        ``'bone'`` (vertebral body only) or ``'bone_muscle'`` (body + the level's muscles):
+        which array of :class:`~engine.anatomy.inputs.ModelInputs` feeds the network.
+    task : str
+        ``'detection'`` (prevalent fracture only), ``'survival'`` (incident fracture only)
+        or ``'multitask'`` (both heads on one shared encoder).
+    width : int
+        Channels of the first encoder stage; each later stage doubles them (ConvNeXt).
+    depth : tuple of int
+        ConvNeXt blocks per stage; its length is the number of stages (each after the
+        first halves the resolution).
+    n_levels : int
+        Vertebral levels per patient (T12-L4: 5), the first axis of the inputs.
+    triplets_per_level : int
+        Slice triplets (3 adjacent axial slices as channels) taken from each level; the
+        study takes 3.
+    triplet_spacing : int
+        Slices between the centres of neighbouring evaluation triplets (deterministic,
+        centred on the patch, see :mod:`models.sampling`).
+    train_window : int
+        Training triplet centres are drawn uniformly from this many central slices.
+    max_followup : int
+        Years of the survival head: it gives P(fracture by year t) for t = 1..max_followup.
+    fusion : str
+        How the level x triplet features become one patient vector: ``'attention'``
+        (gated attention pooling, Ilse et al. 2018, one per head) or ``'mean'``; missing
+        levels are masked out of both.
+    dropout : float
+        Dropout on the pooled patient vector, before the heads.
+    layer_scale_init : float
+        Initial ConvNeXt layer scale (Liu et al. 2022 use 1e-6).
+    weighting : str
+        Multitask loss combination: ``'uncertainty'`` (Kendall et al. 2018),
+        ``'pcgrad'`` (Yu et al. 2020) or ``'fixed'`` (``task_weights``).
+    task_weights : tuple of float
+        (detection, survival) weights of ``'fixed'`` weighting.
+    """
+
+    input_variant: str = "bone_muscle"
+    task: str = "multitask"
+    width: int = 32
+    depth: tuple[int, ...] = (1, 1, 2, 1)
+    n_levels: int = 5
+    triplets_per_level: int = 3
+    triplet_spacing: int = 4
+    train_window: int = 16
+    max_followup: int = 5
+    fusion: str = "attention"
+    dropout: float = 0.1
+    layer_scale_init: float = 1e-6
+    weighting: str = "uncertainty"
+    task_weights: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        choices = {
+            "input_variant": INPUT_VARIANTS,
+            "task": TASKS,
+            "weighting": WEIGHTINGS,
+            "fusion": FUSIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise _fail(f"{name} = {getattr(self, name)!r}; choose one of {allowed}")
+        positive = ("width", "n_levels", "triplets_per_level", "train_window", "max_followup")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise _fail(f"{name} = {value!r} must be a positive integer")
+        if self.triplet_spacing < 0:
+            raise _fail(f"triplet_spacing = {self.triplet_spacing} must be >= 0")
+        if not self.depth or any(not isinstance(d, int) or d < 0 for d in self.depth):
+            raise _fail(f"depth = {self.depth!r} must be a non-empty tuple of integers >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise _fail(f"dropout = {self.dropout} must be in [0, 1)")
+        if len(self.task_weights) != 2 or any(w < 0 for w in self.task_weights):
+            raise _fail(f"task_weights = {self.task_weights!r} must be two weights >= 0")
+
+    @property
+    def has_detection(self) -> bool:
+        """Whether the network has the detection head."""
+        return self.task in ("detection", "multitask")
+
+    @property
+    def has_survival(self) -> bool:
+        """Whether the network has the survival head."""
+        return self.task in ("survival", "multitask")
+
+    @property
+    def feature_dim(self) -> int:
+        """Channels of the encoder output: ``width * 2 ** (stages - 1)``."""
+        return self.width * 2 ** (len(self.depth) - 1)
+
+    @classmethod
+    def convnext_tiny(cls, **overrides: Any) -> ModelConfig:
+        """The study's encoder, ConvNeXt-Tiny (width 96, depth 3-3-9-3), for a GPU."""
+        return cls(**{"width": 96, "depth": (3, 3, 9, 3), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists) for checkpoints and model cards."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are refused (``bad_config``)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise _fail(f"unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -1,0 +1,61 @@
+"""ModelConfig: validation and the dict round trip used by checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.errors import VfriskError
+from models.config import ModelConfig
+
+
+def test_config_round_trips_through_json() -> None:
+    config = ModelConfig.convnext_tiny(input_variant="bone", task="survival", weighting="fixed")
+    again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    assert again.depth == (3, 3, 9, 3) and again.feature_dim == 768
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"task": "segmentation"},
+        {"input_variant": "muscle"},
+        {"weighting": "nash"},
+        {"width": 0},
+        {"depth": ()},
+        {"max_followup": 0},
+        {"dropout": 1.0},
+    ],
+)
+def test_bad_values_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(VfriskError) as err:
+        ModelConfig(**bad)
+    assert err.value.code == "bad_config"
+
+
+def test_unknown_keys_are_refused() -> None:
+    with pytest.raises(VfriskError, match="unknown keys"):
+        ModelConfig.from_dict({"widht": 32})
+
+
+def test_task_flags() -> None:
+    assert ModelConfig(task="detection").has_detection
+    assert not ModelConfig(task="detection").has_survival
+    assert ModelConfig().has_detection and ModelConfig().has_survival
+
+
+def test_package_names_resolve_and_import_torch_lazily() -> None:
+    import subprocess
+    import sys
+
+    import models
+
+    for name in models.__all__:
+        assert getattr(models, name) is not None
+    code = (
+        "import sys, models, models.config, models.losses, models.sampling; "
+        "models.ModelConfig(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
