@@ -8,16 +8,26 @@ thickness):
    connected patch of pixels that is bone in at least half of the sampled slices of a
    ~60 mm stretch and holds the most such bone within 40 mm of the body's midline: ribs,
    iliac wings and the couch come and go along z or lie off the midline, the spine stays.
-2. **Bodies.** In a crop around the column at native in-plane resolution, bone is HU above
-   300 after a light in-plane smoothing. A vertebral body is a cortical shell around
-   trabecular bone of lower HU, so in every axial slice that crosses a body the shell
-   encloses a hole (2D hole filling, slice by slice). Holes connected along z form one
-   component per body; the discs (no shell) separate neighbouring bodies. A component is a
-   body when its cross-section is 350-3000 mm^2 (the spinal canal is ~15 x 20 mm, about
-   240 mm^2; a skull encloses far more), it is at least 6 mm tall, and no larger hole
-   lies more anterior at the same height (that would make it the canal or marrow of the
-   posterior elements).
-3. **Mask.** Each body is its hole plus the bone within 2.5 mm in-plane and about 2 mm
+2. **Bodies.** In a crop around the column at native in-plane resolution (40 mm in front
+   of the column patch and 30 mm behind it: a lordotic lower lumbar body lies well behind
+   the patch's mean position), bone is HU above 300 after a light in-plane smoothing, or
+   above 230 HU on a ridge 80 HU above its 7 mm surroundings: the thin (~1 mm), faint
+   (~750 HU) cortex of an osteoporotic body, diluted by a 5 mm slice or a tilted wall, falls
+   below 300 HU, while contrast-filled vessels stay under 230 HU. A vertebral body is a
+   cortical shell around trabecular bone of lower HU, so in every axial slice that crosses
+   a body the shell encloses a hole (2D hole filling, slice by slice). Holes connected
+   along z form one component per body; the discs (no shell) separate neighbouring bodies.
+   A component is a body when its cross-section is 350-3000 mm^2 (the spinal canal is
+   ~15 x 20 mm, about 240 mm^2; a skull encloses far more), it is at least 6 mm tall, and
+   no larger hole lies more anterior at the same height (that would make it the canal or
+   marrow of the posterior elements). Two holes split by a slice where the shell did not close (a
+   fracture line) are joined when they are barely apart and together no taller than a body.
+3. **Gaps.** A disc space well above the median one may hold a body without a hole: a
+   crushed vertebra reads as solid bone. It is taken as the filled bone cross-section in
+   its neighbours' footprint; if nothing is there but the centres are >= 1.6 median
+   pitches apart, the body is still counted (``found=False``, no voxels) so that counting
+   from the anchors stays right.
+4. **Mask.** Each body is its hole plus the bone within 2.5 mm in-plane and about 2 mm
    along z of it: the ~1 mm cortical shell blurred by partial volume, and the endplates that
    axial slices cut obliquely where the spine is tilted (lordosis). Pedicles start at the
    shell, so only their base is reached; posterior elements are excluded.
@@ -41,6 +51,16 @@ _MAX_BODY_AREA_MM2 = 3000.0  # a skull or a pelvis ring encloses far more
 _MIN_BODY_HEIGHT_MM = 6.0
 _SHELL_MM = 2.5
 _ENDPLATE_MM = 2.0
+_FAINT_SHELL_HU = 230.0
+_GAP_RATIO = 1.6  # centres this many median pitches apart: a body surely missed
+_GAP_MIN_BODY_MM = 8.0  # disc space this much above the median may hold a crushed body
+_GAP_FOOTPRINT_MM = 3.0
+_GAP_SOLID_SHARE = 0.5
+_GAP_MIN_HEIGHT_MM = 4.0
+_RIDGE_HU = 80.0
+_RIDGE_MM = 7.0
+_ANTERIOR_MM = 40.0
+_POSTERIOR_MM = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,8 @@ class Body:
         Largest axial cross-section of the hole, mm^2.
     touches_edge : bool
         True when the hole reaches the first or last slice: the body is cut by the scan.
+    found : bool
+        False for a body inferred from a gap in the column but not segmented (no voxels).
     """
 
     k0: int
@@ -85,6 +107,7 @@ class Body:
     center_kji: tuple[float, float, float]
     area_mm2: float
     touches_edge: bool
+    found: bool = True
 
 
 def locate_column(hu: np.ndarray, grid: Grid) -> Column | None:
@@ -145,8 +168,8 @@ def _crop(grid: Grid, column: Column) -> tuple[slice, slice]:
     ny, nx = grid.shape_zyx[1:]
     half = int(round(45.0 / dx))
     ic = int(round(column.i_center))
-    j0 = max(0, column.j_front - int(round(40.0 / dy)))
-    j1 = min(ny, column.j_back + 1)
+    j0 = max(0, column.j_front - int(round(_ANTERIOR_MM / dy)))
+    j1 = min(ny, column.j_back + 1 + int(round(_POSTERIOR_MM / dy)))
     return slice(j0, j1), slice(max(0, ic - half), min(nx, ic + half + 1))
 
 
@@ -173,10 +196,11 @@ def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body],
     rows, cols = _crop(grid, column)
     crop = hu[:, rows, cols]
     smooth = ndi.uniform_filter(crop, size=(1, 3, 3)) if dx < 1.0 else crop
-    bone = smooth > _SHELL_HU
+    shell = _shell(smooth, dx)  # closes faint shells: for finding holes only
+    bone = smooth > _SHELL_HU  # what the masks take: faint ridges would add pedicle rims
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[1] = ndi.generate_binary_structure(2, 1)
-    holes = ndi.binary_fill_holes(bone, structure=in_plane) & ~bone
+    holes = ndi.binary_fill_holes(shell, structure=in_plane) & ~shell
     along_z = in_plane.copy()
     along_z[0, 1, 1] = along_z[2, 1, 1] = True
     comp, _ = ndi.label(holes, structure=along_z)
@@ -209,11 +233,12 @@ def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body],
         )
     kept = [c for c in candidates if not _shadowed(c, candidates, dy)]
     kept.sort(key=lambda c: c[1])
+    kept = _merge_split(kept, comp, grid)
     nz = grid.shape_zyx[0]
-    bodies = []
     lab_crop = np.zeros(crop.shape, np.uint8)
-    for n, (idx, k0, k1, ctr, area, sl) in enumerate(kept, 1):
-        bodies.append(
+    found = []
+    for idx, k0, k1, ctr, area, sl in kept:
+        found.append(
             Body(
                 k0=k0,
                 k1=k1,
@@ -222,10 +247,162 @@ def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body],
                 touches_edge=k0 == 0 or k1 == nz,
             )
         )
-        _paint_body(lab_crop, comp, sl, idx, n, bone, grid)
+        _paint_body(lab_crop, comp, sl, idx, len(found), bone, grid)
+    projections = [(comp[c[5]] == c[0]).any(axis=0) for c in kept]
+    gaps = _gap_bodies(found, projections, [c[5] for c in kept], shell, lab_crop, grid, rows, cols)
+    every = found + [g[0] for g in gaps]
+    order = sorted(range(len(every)), key=lambda n: every[n].k0)
+    bodies = [every[n] for n in order]
+    out = lab_crop
+    if gaps:  # renumber caudal first and add the bodies found in the gaps
+        lut = np.zeros(256, np.uint8)
+        for n, src in enumerate(order, 1):
+            if src < len(found):
+                lut[src + 1] = n
+        out = lut[lab_crop]
+        for n, src in enumerate(order, 1):
+            if src >= len(found) and gaps[src - len(found)][1] is not None:
+                out[gaps[src - len(found)][1] & (out == 0)] = n
     labels = np.zeros(grid.shape_zyx, np.uint8)
-    labels[:, rows, cols] = lab_crop
+    labels[:, rows, cols] = out
     return bodies, labels
+
+
+def _gap_bodies(
+    found: list[Body],
+    projections: list[np.ndarray],
+    boxes: list[tuple[slice, ...]],
+    bone: np.ndarray,
+    painted: np.ndarray,
+    grid: Grid,
+    rows: slice,
+    cols: slice,
+) -> list[tuple[Body, np.ndarray | None]]:
+    """Bodies missed by the shell search, inferred from gaps in the column's rhythm.
+
+    Consecutive vertebrae follow each other at a nearly constant pitch (body plus disc,
+    ~30-40 mm in the lumbar spine, growing slowly caudally). A gap of about twice the
+    median pitch means a body without a closed shell hole: a crushed vertebra whose
+    compacted trabeculae and endplates read as solid bone (or a cemented one). Such a body
+    is the filled bone cross-section inside the neighbours' footprint, in the slices between
+    them not already taken by their endplates; when none is found, the body is still
+    counted (``found=False``) so the levels above and below keep their names.
+    """
+    if len(found) < 3:
+        return []
+    dz, dy, dx = grid.spacing_zyx
+    zc = np.array([b.center_kji[0] for b in found])
+    pitch = float(np.median(np.diff(zc)))
+    space = np.array([(b.k0 - a.k1) * dz for a, b in zip(found, found[1:], strict=False)])
+    s_med = float(np.median(space))
+    h_med = float(np.median([(b.k1 - b.k0) * dz for b in found]))
+    r = max(1, int(round(_GAP_FOOTPRINT_MM / dx)))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (yy**2 + xx**2) <= r * r + 0.5
+    out = []
+    for a in range(len(found) - 1):
+        lo, hi = found[a], found[a + 1]
+        extra = space[a] - s_med
+        if extra < _GAP_MIN_BODY_MM:
+            continue
+        n_miss = max(1, int(round(extra / (h_med + s_med))))
+        foot = np.zeros(bone.shape[1:], bool)
+        for proj, box in ((projections[a], boxes[a]), (projections[a + 1], boxes[a + 1])):
+            foot[box[1:]] |= proj
+        foot = ndi.binary_dilation(foot, structure=disk)
+        ref = 0.5 * (lo.area_mm2 + hi.area_mm2)
+        step = (hi.k0 - lo.k1) / n_miss
+        for m in range(1, n_miss + 1):
+            k0 = lo.k1 + int(round((m - 1) * step))
+            k1 = lo.k1 + int(round(m * step))
+            kc = 0.5 * (k0 + k1 - 1)
+            mask = np.zeros(bone.shape, bool)
+            good = []
+            for k in range(k0, k1):
+                solid = ndi.binary_fill_holes(bone[k]) & foot & (painted[k] == 0)
+                if solid.sum() * dy * dx >= _GAP_SOLID_SHARE * ref:
+                    mask[k] = solid
+                    good.append(k)
+            w = (m / (n_miss + 1), 1.0 - m / (n_miss + 1))  # share of hi, of lo
+            j = w[1] * lo.center_kji[1] + w[0] * hi.center_kji[1]
+            i = w[1] * lo.center_kji[2] + w[0] * hi.center_kji[2]
+            run = _longest_run(good)
+            if run and (run[1] - run[0]) * dz >= _GAP_MIN_HEIGHT_MM:
+                keep = np.zeros(bone.shape[0], bool)
+                keep[run[0] : run[1]] = True
+                mask &= keep[:, None, None]
+                k, jj, ii = np.nonzero(mask)
+                body = Body(
+                    k0=run[0],
+                    k1=run[1],
+                    center_kji=(float(k.mean()), jj.mean() + rows.start, ii.mean() + cols.start),
+                    area_mm2=float(mask.sum(axis=(1, 2)).max() * dy * dx),
+                    touches_edge=False,
+                )
+                out.append((body, mask))
+            elif zc[a + 1] - zc[a] >= _GAP_RATIO * pitch:
+                hk = 0.35 * pitch
+                body = Body(
+                    k0=int(round(kc - hk)),
+                    k1=int(round(kc + hk)) + 1,
+                    center_kji=(float(kc), float(j), float(i)),
+                    area_mm2=0.0,
+                    touches_edge=False,
+                    found=False,
+                )
+                out.append((body, None))
+    return out
+
+
+def _merge_split(kept: list[tuple], comp: np.ndarray, grid: Grid) -> list[tuple]:
+    """Join the two halves of a body split by a slice where its shell did not close.
+
+    A fracture line, a vacuum cleft or a faint cortex seen obliquely can open the shell in
+    one or two slices, splitting a body's hole in two. Two neighbouring holes are one body
+    when the space between them is at most half the median disc space (discs and endplates
+    are taller) and together they are no taller than 1.3 median body heights.
+    """
+    if len(kept) < 3:
+        return kept
+    dz, dy, dx = grid.spacing_zyx
+    space = np.median([b[1] - a[2] for a, b in zip(kept, kept[1:], strict=False)]) * dz
+    height = np.median([c[2] - c[1] for c in kept]) * dz
+    out = [kept[0]]
+    for c in kept[1:]:
+        a = out[-1]
+        gap = (c[1] - a[2]) * dz  # < 0: overlapping holes, as in the tilted sacrum
+        if 0.0 <= gap <= 0.5 * space and (c[2] - a[1]) * dz <= 1.3 * height:
+            sl = tuple(
+                slice(min(p.start, q.start), max(p.stop, q.stop))
+                for p, q in zip(a[5], c[5], strict=True)
+            )
+            sub = comp[sl]
+            sub[sub == c[0]] = a[0]
+            k, j, i = np.nonzero(sub == a[0])
+            area = float((sub == a[0]).sum(axis=(1, 2)).max() * dy * dx)
+            ctr = (k.mean() + sl[0].start, j.mean() + sl[1].start, i.mean() + sl[2].start)
+            out[-1] = (a[0], sl[0].start, sl[0].stop, tuple(map(float, ctr)), area, sl)
+        else:
+            out.append(c)
+    return out
+
+
+def _longest_run(ks: list[int]) -> tuple[int, int] | None:
+    """(first, one-past-last) of the longest run of consecutive integers in sorted ``ks``."""
+    best, start = None, None
+    for n, k in enumerate(ks):
+        if start is None or k != ks[n - 1] + 1:
+            start = k
+        if best is None or k + 1 - start > best[1] - best[0]:
+            best = (start, k + 1)
+    return best
+
+
+def _shell(smooth: np.ndarray, dx: float) -> np.ndarray:
+    """Cortical bone: above 300 HU, or above 230 HU and a local ridge (thin, faint cortex)."""
+    size = (1, *(2 * max(1, int(round(_RIDGE_MM / (2.0 * dx)))) + 1,) * 2)
+    local = ndi.uniform_filter(smooth, size=size)
+    return (smooth > _SHELL_HU) | ((smooth > _FAINT_SHELL_HU) & (smooth - local > _RIDGE_HU))
 
 
 def _shadowed(c: tuple, candidates: list[tuple], dy: float) -> bool:

@@ -11,7 +11,8 @@ one CPU core. The steps, each in its own module:
 3. :mod:`engine.anatomy._muscles` labels psoas and paraspinal muscles beside the labelled
    bodies, within their cranio-caudal extent (what the study uses, Kong et al. 2025).
 
-A body cut by the first or last slice is not labelled; T12 or L4 absent or cut gives the
+A body cut by the first or last slice, or only inferred from a gap in the column (counted
+for naming, not segmented), is not labelled; T12 or L4 absent or cut gives the
 ``missing_T12`` / ``missing_L4`` flags and ``levels`` holds only the levels present.
 """
 
@@ -87,7 +88,7 @@ def segment(volume: Volume) -> Segmentation:
     labels = np.zeros(grid.shape_zyx, np.uint8)
     present = []
     for n, (body, name) in enumerate(zip(bodies, names, strict=True), 1):
-        if name in _LEVEL_ID and not body.touches_edge:
+        if name in _LEVEL_ID and body.found and not body.touches_edge:
             labels[body_lab == n] = _LEVEL_ID[name]
             present.append(name)
     levels = tuple(lv for lv in BODY_LEVELS.values() if lv in present)
