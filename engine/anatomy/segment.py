@@ -1,15 +1,17 @@
 """The built-in localizer and segmenter: vertebral bodies T12-L4 and psoas/paraspinal.
 
-Classical image analysis, no weights and no download, a fraction of a second per CT on
-one CPU core. The steps, each in its own module:
+Classical image analysis for the column, the bodies and their levels, and a small 2D
+U-Net for the muscles whose weights ship with the code (``engine/anatomy/weights``, made
+by ``vfrisk train-anatomy``); nothing is downloaded. The steps, each in its own module:
 
 1. :mod:`engine.anatomy._spine` finds the vertebral column and each vertebral body by its
    cortical shell (bodies only: posterior elements excluded).
 2. :mod:`engine.anatomy._levels` names the bodies anatomically: T12 is the lowest body
    carrying ribs, L5 the body flanked by the iliac wings above the sacrum; the others are
    counted from these anchors.
-3. :mod:`engine.anatomy._muscles` labels psoas and paraspinal muscles beside the labelled
-   bodies, within their cranio-caudal extent (what the study uses, Kong et al. 2025).
+3. :mod:`engine.anatomy._muscles` labels psoas and paraspinal muscles with the network
+   (``engine.anatomy.muscle_net``), within the labelled bodies' cranio-caudal extent
+   (what the study uses, Kong et al. 2025).
 
 A body cut by the first or last slice, or only inferred from a gap in the column (counted
 for naming, not segmented), is not labelled; T12 or L4 absent or cut gives the
