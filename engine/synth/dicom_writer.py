@@ -2,7 +2,9 @@
 
 CT Image Storage (PS3.3 A.3). Every series is built from one template ``Dataset``; per
 instance only what changes (SOPInstanceUID, InstanceNumber, ImagePositionPatient,
-SliceLocation, PixelData) is set before ``pydicom.dcmwrite(..., enforce_file_format=True)``.
+SliceLocation, PixelData) is set before ``pydicom.dcmwrite(..., enforce_file_format=True)``;
+uncompressed axial slices skip dcmwrite and splice those attributes into the template's
+bytes encoded once (``_SliceEncoder``, byte-identical, checked by the tests).
 Everything written is synthetic; no real patient data is used anywhere.
 """
 
@@ -11,13 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_file_meta_info
+from pydicom.tag import Tag
 from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
 )
 
+from engine.errors import VfriskError
 from engine.geometry import Grid
 from engine.synth.dicom_base import (
     KVP,
@@ -122,6 +129,115 @@ def _ct_template(
     return ds
 
 
+# Attributes that change from slice to slice of an axial series (everything else is the
+# template's); PixelData last.
+_PER_SLICE = (
+    (Tag(0x0008, 0x0018), "UI"),  # SOPInstanceUID
+    (Tag(0x0020, 0x0013), "IS"),  # InstanceNumber
+    (Tag(0x0020, 0x0032), "DS"),  # ImagePositionPatient
+    (Tag(0x0020, 0x1041), "DS"),  # SliceLocation
+)
+_PIXEL_DATA = Tag(0x7FE0, 0x0010)
+_META_LENGTH = Tag(0x0002, 0x0000)  # FileMetaInformationGroupLength (UL)
+_META_LENGTH_HEAD = b"\x02\x00\x00\x00UL\x04\x00"
+_META_UID = Tag(0x0002, 0x0003)  # MediaStorageSOPInstanceUID
+
+
+class _SliceEncoder:
+    """Byte-exact fast path of ``write_instance`` for the slices of an uncompressed series.
+
+    ``pydicom.dcmwrite`` re-encodes all ~60 attributes of every slice (most of the time a
+    plain loop does not spend); here the constant attributes are encoded once, and per
+    slice only the file meta, the ``_PER_SLICE`` attributes and PixelData are encoded.
+    The bytes are those ``write_instance`` writes (tests compare them).
+    """
+
+    def __init__(self, ds: Dataset) -> None:
+        self._meta = ds.file_meta
+        self._implicit = bool(ds.file_meta.TransferSyntaxUID.is_implicit_VR)
+        self._encodings = ds._character_set
+        ds = correct_ambiguous_vr(ds, True)
+        varying = {tag for tag, _ in _PER_SLICE} | {_PIXEL_DATA}
+        # constant elements split into the runs between the per-slice tags
+        bounds = [tag for tag, _ in _PER_SLICE] + [_PIXEL_DATA]
+        runs: list[list[DataElement]] = [[] for _ in range(len(bounds) + 1)]
+        for tag in sorted(ds.keys()):
+            if tag in varying or (tag.element == 0 and tag.group > 6):
+                continue
+            runs[sum(tag > b for b in bounds)].append(ds[tag])
+        self._runs = [self._encode(run) for run in runs]
+        if self._runs[-1]:
+            raise ValueError("no attribute may follow PixelData")
+        pixel_vr = b"" if self._implicit else b"OW\0\0"
+        self._pixel_head = _tag_bytes(_PIXEL_DATA) + pixel_vr
+        self._meta_pre: bytes | None = None
+        self._meta_post = b""
+        self._folder: Path | None = None
+
+    def _encode(self, elements: list[DataElement], *, implicit: bool | None = None) -> bytes:
+        fp = DicomBytesIO()
+        fp.is_little_endian = True
+        fp.is_implicit_VR = self._implicit if implicit is None else implicit
+        for elem in elements:
+            write_data_element(fp, elem, self._encodings)
+        return fp.getvalue()
+
+    def _meta_runs(self, uid: str) -> tuple[bytes, bytes]:
+        """Encoded file meta (group 2, explicit VR) before and after the instance UID."""
+        self._meta.MediaStorageSOPInstanceUID = uid
+        # let pydicom complete and validate the meta (version, group length) once
+        write_file_meta_info(DicomBytesIO(), self._meta, enforce_standard=True)
+        tags = [t for t in sorted(self._meta.keys()) if t != _META_LENGTH]
+        before = self._encode([self._meta[t] for t in tags if t < _META_UID], implicit=False)
+        after = self._encode([self._meta[t] for t in tags if t > _META_UID], implicit=False)
+        return before, after
+
+    def _element(self, tag: int, vr: str, value: str, *, implicit: bool | None = None) -> bytes:
+        """One short text element (UI, IS or DS) encoded as pydicom encodes it."""
+        data = value.encode("ascii")
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+        head = _tag_bytes(tag)
+        if self._implicit if implicit is None else implicit:
+            return head + len(data).to_bytes(4, "little") + data
+        return head + vr.encode("ascii") + len(data).to_bytes(2, "little") + data
+
+    def write(self, path: Path, values: tuple, frame: np.ndarray) -> None:
+        """Write one slice: ``values`` of ``_PER_SLICE`` in order, ``frame`` 2-byte pixels."""
+        if self._meta_pre is None:
+            self._meta_pre, self._meta_post = self._meta_runs(values[0])
+        uid_elem = self._element(_META_UID, "UI", values[0], implicit=False)
+        body = len(self._meta_pre) + len(uid_elem) + len(self._meta_post)
+        texts = (values[0], str(values[1]), "\\".join(values[2]), values[3])
+        pixels = frame.tobytes()
+        parts = [
+            b"\0" * 128 + b"DICM",
+            _META_LENGTH_HEAD + body.to_bytes(4, "little"),
+            self._meta_pre,
+            uid_elem,
+            self._meta_post,
+            self._runs[0],
+        ]
+        for (tag, vr), text, run in zip(_PER_SLICE, texts, self._runs[1:], strict=False):
+            parts += [self._element(tag, vr, text), run]
+        parts += [self._pixel_head, len(pixels).to_bytes(4, "little"), pixels]
+        if path.parent != self._folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folder = path.parent
+        try:
+            with open(path, "xb") as fh:
+                fh.write(b"".join(parts))
+        except FileExistsError:
+            raise VfriskError(
+                "output_exists", f"{path} already exists; write to an empty archive folder"
+            ) from None
+
+
+def _tag_bytes(tag: int) -> bytes:
+    """A tag as explicit and implicit VR little endian write it: group, then element."""
+    return (tag >> 16).to_bytes(2, "little") + (tag & 0xFFFF).to_bytes(2, "little")
+
+
 def _recon_mask(grid: Grid) -> np.ndarray:
     """Pixels outside the reconstruction circle, shape (ny, nx), bool.
 
@@ -213,13 +329,30 @@ def write_axial_series(
     if fill is None:
         fill = stored_range(profile)[0]
     syntax = ds.file_meta.TransferSyntaxUID
+    # placeholder values so that the template has every attribute in its final form
+    ds.InstanceNumber, ds.ImagePositionPatient, ds.SliceLocation = 1, ["0", "0", "0"], "0"
+    ds.SOPInstanceUID = uids[0]
+    encoder = None if syntax.is_compressed else _SliceEncoder(ds)
+    lo, hi = stored_range(profile)
+    work = np.empty((ny, nx), np.float32 if hu.dtype == np.float32 else np.float64)
+    frame = np.empty((ny, nx), np.uint16 if profile.pixel_representation == 0 else np.int16)
     for n, (k, uid, path) in enumerate(zip(slices, uids, paths, strict=True)):
-        frame = hu_to_stored(hu[k], profile)
+        # hu_to_stored(hu[k], profile) into reused buffers (same operations, same values)
+        np.subtract(hu[k], work.dtype.type(profile.rescale_intercept), out=work)
+        if RESCALE_SLOPE != 1.0:
+            work /= RESCALE_SLOPE
+        np.rint(work, out=work)
+        np.clip(work, lo, hi, out=work)
+        np.copyto(frame, work, casting="unsafe")
         if outside is not None:
-            frame[outside] = fill
+            np.copyto(frame, fill, where=outside, casting="unsafe")
         x, y, z = grid.to_patient((k, 0, 0))
+        ipp = [format_ds(x), format_ds(y), format_ds(z)]
+        if encoder is not None:
+            encoder.write(path, (uid, n + 1, ipp, format_ds(z)), frame)
+            continue
         ds.InstanceNumber = n + 1
-        ds.ImagePositionPatient = [format_ds(x), format_ds(y), format_ds(z)]
+        ds.ImagePositionPatient = ipp
         ds.SliceLocation = format_ds(z)
         set_pixels(ds, frame, syntax)
         write_instance(ds, path, uid)

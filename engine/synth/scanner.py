@@ -9,6 +9,8 @@ own calibration offset. Work is done in slabs of slices so that it stays in cach
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from engine.geometry import Grid
@@ -70,8 +72,22 @@ def _filter_slab(x: np.ndarray, kernel: str, tmp: np.ndarray, out: np.ndarray) -
 
 def _smooth3_wrap(a: np.ndarray, axis: int, w: float) -> np.ndarray:
     """3-tap symmetric filter ``[w, 1 - 2w, w]`` along ``axis`` with periodic boundaries."""
-    out = np.roll(a, 1, axis)
-    out += np.roll(a, -1, axis)
+    n = a.shape[axis]
+    if n < 3:
+        out = np.roll(a, 1, axis)
+        out += np.roll(a, -1, axis)
+    else:
+        # roll(a, 1) + roll(a, -1) without the two rolled copies: a[i - 1] + a[i + 1]
+
+        def part(x: np.ndarray, s: slice) -> np.ndarray:
+            idx: list[slice] = [slice(None)] * x.ndim
+            idx[axis] = s
+            return x[tuple(idx)]
+
+        out = np.empty_like(a)
+        np.add(part(a, slice(0, n - 2)), part(a, slice(2, n)), out=part(out, slice(1, n - 1)))
+        np.add(part(a, slice(n - 1, n)), part(a, slice(1, 2)), out=part(out, slice(0, 1)))
+        np.add(part(a, slice(n - 2, n - 1)), part(a, slice(0, 1)), out=part(out, slice(n - 1, n)))
     out *= np.float32(w)
     out += np.float32(1.0 - 2.0 * w) * a
     return out
@@ -130,6 +146,42 @@ def _noise_plan(nz: int, shape_yx: tuple[int, int], run: int, rng: np.random.Gen
         yield (start[r] + t) % _BANK, int(oy[r]), int(ox[r]), flips[r]
 
 
+def _reconstruct_thin(
+    hu: np.ndarray, kernel: str, z_weight: float, offset: np.float32, out: np.ndarray
+) -> Iterator[int]:
+    """``out = smooth_z(filter_xy(hu)) + offset`` with a rolling window of filtered slices.
+
+    Every slice is filtered in-plane once (a slab with halo slices filters them twice) and
+    the through-plane blur is computed straight into ``out`` with the operations of
+    :func:`_smooth3` in the same order, so the values are the same to the bit. Yields
+    each slice index ``k`` once ``out[k]`` is final.
+    """
+    nz, ny, nx = hu.shape
+    ring = np.empty((3, 1, ny, nx), np.float32)
+    tmp = np.empty((1, ny, nx), np.float32)
+
+    def filtered(k: int) -> np.ndarray:
+        return _filter_slab(hu[k : k + 1], kernel, tmp, ring[k % 3])
+
+    r = np.float32(z_weight / (1.0 - 2.0 * z_weight))
+    c = np.float32(1.0 - 2.0 * z_weight)
+    filtered(0)
+    filtered(1)
+    for k in range(nz):
+        if k + 1 < nz and k >= 1:
+            filtered(k + 1)
+        mid = ring[k % 3]
+        lo = ring[(k - 1) % 3] if k > 0 else mid
+        hi = ring[(k + 1) % 3] if k + 1 < nz else mid
+        o = out[k : k + 1]
+        np.add(lo, hi, out=o)
+        o *= r
+        o += mid
+        o *= c
+        o += offset
+        yield k
+
+
 def reconstruct(
     hu: np.ndarray,
     grid: Grid,
@@ -182,25 +234,27 @@ def reconstruct(
         bank *= np.float32(noise_sd)
         plan = _noise_plan(nz, (ny, nx), _BANK // 2 if z_weight else 1, rng)
     out = empty_f32(hu.shape)
-    slab_shape = (min(_SLAB, nz) + 2, ny, nx)
-    buf, tmp, res = (np.empty(slab_shape, np.float32) for _ in range(3))
-    for k0 in range(0, nz, _SLAB):
-        k1 = min(k0 + _SLAB, nz)
-        # one halo slice each side for the through-plane blur (edge replicated)
-        lo, hi = (max(k0 - 1, 0), min(k1 + 1, nz)) if z_weight else (k0, k1)
-        n = hi - lo
-        y = _filter_slab(hu[lo:hi], kernel, tmp[:n], res[:n])
-        if z_weight:
-            z = _smooth3(y, 0, z_weight, buf[:n])
-            y = z[k0 - lo : k0 - lo + (k1 - k0)]
-        o = out[k0:k1]
-        np.add(y, np.float32(hu_offset), out=o)
+
+    def finish(o: np.ndarray) -> None:
+        """Add the noise to the slices ``o`` and clip them to the 12-bit range."""
         if plan is not None:
             for ok in o:
                 j, oy, ox, (fy, fx, neg) = next(plan)
                 src = bank[j][:: -1 if fy else 1, :: -1 if fx else 1]
                 _add_shifted(ok, src, oy, ox, bool(neg))
         np.clip(o, HU_MIN, HU_MAX, out=o)
+
+    if z_weight:
+        for k in _reconstruct_thin(hu, kernel, z_weight, np.float32(hu_offset), out):
+            finish(out[k : k + 1])
+        return out
+    slab_shape = (min(_SLAB, nz), ny, nx)
+    tmp, res = (np.empty(slab_shape, np.float32) for _ in range(2))
+    for k0 in range(0, nz, _SLAB):
+        k1 = min(k0 + _SLAB, nz)
+        y = _filter_slab(hu[k0:k1], kernel, tmp[: k1 - k0], res[: k1 - k0])
+        np.add(y, np.float32(hu_offset), out=out[k0:k1])
+        finish(out[k0:k1])
     return out
 
 

@@ -16,13 +16,16 @@ import SimpleITK as sitk
 
 from engine.errors import VfriskError
 from engine.geometry import Grid
+from engine.synth import dicom_writer
 from engine.synth.dicom_base import (
     StudyInfo,
     WrittenSeries,
     hu_to_stored,
     make_uid,
+    set_pixels,
     stored_range,
     stored_to_hu,
+    write_instance,
 )
 from engine.synth.dicom_documents import write_dose_screen, write_text_sr
 from engine.synth.dicom_writer import write_axial_series, write_coronal_reformat, write_localizer
@@ -359,6 +362,35 @@ def test_same_inputs_give_identical_bytes(tmp_path: Path) -> None:
             for a, b in zip(first[kind].paths, second[kind].paths, strict=True):
                 assert a.relative_to(tmp_path / "one") == b.relative_to(tmp_path / "two")
                 assert a.read_bytes() == b.read_bytes(), f"{site} {kind} {a.name}"
+
+
+class _PydicomSliceWriter:
+    """Reference for ``dicom_writer._SliceEncoder``: set the attributes, then dcmwrite."""
+
+    def __init__(self, ds: pydicom.Dataset) -> None:
+        self.ds = ds
+
+    def write(self, path: Path, values: tuple, frame: np.ndarray) -> None:
+        uid, self.ds.InstanceNumber, self.ds.ImagePositionPatient, self.ds.SliceLocation = values
+        set_pixels(self.ds, frame, self.ds.file_meta.TransferSyntaxUID)
+        write_instance(self.ds, path, uid)
+
+
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "ImplicitVRLittleEndian"])
+@pytest.mark.parametrize("site", SITES)
+def test_slice_encoder_against_pydicom_dcmwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: str, syntax: str
+) -> None:
+    # the fast path must write the very bytes pydicom.dcmwrite writes (tolerance: none)
+    profile = dataclasses.replace(PROFILES[site], transfer_syntax=syntax)
+    grid = _grid(profile, nz=5)
+    hu = _phantom(grid)
+    kwargs = dict(series_number=2, kernel="K", description="x", recon_circle=True)
+    fast = write_axial_series(tmp_path / "fast", _study(), profile, grid, hu, **kwargs)
+    monkeypatch.setattr(dicom_writer, "_SliceEncoder", _PydicomSliceWriter)
+    slow = write_axial_series(tmp_path / "slow", _study(), profile, grid, hu, **kwargs)
+    for a, b in zip(fast.paths, slow.paths, strict=True):
+        assert a.read_bytes() == b.read_bytes(), f"{site} {syntax} {a.name}"
 
 
 def test_make_uid() -> None:
