@@ -9,16 +9,27 @@ compares with ``truth/PATIENT/bodies.nii.gz`` and ``segmentation.nii.gz``:
   restricted to the slices of the true T12-L4 bodies;
 * level accuracy: a level in the scan is correct when the predicted body of that name
   overlaps the true one with Dice >= 0.5, and no other level name is given to it;
-* time of ``segment`` per CT.
+* time of ``segment`` per CT;
+* biomarkers from the built-in segmentation (``engine.anatomy.biomarkers``) against the
+  truth, over the levels in the scan that the segmenter found: the share whose trabecular
+  HU is within 10 HU of ``hu_<LEVEL>`` + site offset (ext_a +6, ext_b -8) + 15 HU with
+  contrast (the generator adds U(10, 20) HU; cemented levels left out), the Genant grade's
+  quadratic-weighted kappa against ``genant_grade`` and its sensitivity for grade >= 2.
 
 Figures are given per slice thickness and overall (median and 5th percentile).
 
+``--prevalent-ratio X`` multiplies every site's ``prevalent_ratio`` in a temporary copy of
+the shipped profiles (default 1: the shipped file unchanged) so that more fractures occur.
+
 Usage: python bench/anatomy_accuracy.py [--patients 12] [--seed 9001] [--resolution low]
+       [--prevalent-ratio 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -27,14 +38,28 @@ import numpy as np
 import pandas as pd
 import pydicom
 
+from engine.anatomy.biomarkers import measure_biomarkers
 from engine.anatomy.labels import BODY_LEVELS
 from engine.anatomy.segment import segment
 from engine.load import load_nifti, load_volume
 from engine.synth.cohort import SynthRequest, synthesize
+from engine.synth.profiles import DEFAULT_PROFILES
 
 #: predicted id -> TotalSegmentator id in truth/segmentation.nii.gz
 MUSCLE_TRUTH = {11: 88, 12: 89, 13: 86, 14: 87}
 MUSCLE_NAMES = {11: "psoas_left", 12: "psoas_right", 13: "paraspinal_left", 14: "paraspinal_right"}
+SITE_OFFSET_HU = {"dev": 0.0, "ext_a": 6.0, "ext_b": -8.0}  # sample_data/site_profiles.toml
+CONTRAST_HU = 15.0  # the generator adds U(10, 20) HU to trabecular bone with contrast
+
+
+def _weighted_kappa(a: np.ndarray, b: np.ndarray, k: int = 4) -> float:
+    """Quadratic-weighted Cohen's kappa of grades 0..k-1 (as in tests/.../test_biomarkers)."""
+    observed = np.zeros((k, k))
+    np.add.at(observed, (a, b), 1)
+    weights = (np.subtract.outer(np.arange(k), np.arange(k)) ** 2) / (k - 1) ** 2
+    expected = np.outer(observed.sum(1), observed.sum(0)) / observed.sum()
+    den = (weights * expected).sum()
+    return float(1.0 - (weights * observed).sum() / den) if den else math.nan
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,17 +84,43 @@ def soft_series_files(cohort: Path) -> list[tuple[str, str, list[Path]]]:
     return out
 
 
-def evaluate_patient(cohort: Path, patient: str, files: list[Path]) -> dict:
-    """Dice per structure, level correctness and timing for one patient."""
+def evaluate_patient(cohort: Path, patient: str, files: list[Path]) -> tuple[dict, list[dict]]:
+    """Dice per structure, level correctness and timing for one patient, and one row per
+    level with the biomarkers measured from the built-in segmentation and their truth."""
     volume = load_volume(files)
     t0 = time.perf_counter()
     seg = segment(volume)
     seconds = time.perf_counter() - t0
+    prow = pd.read_csv(cohort / "truth" / "patients.csv").set_index("patient_id").loc[patient]
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    bm = measure_biomarkers(
+        volume.hu, seg, uid, height_cm=float(prow["height_cm"]), contrast_tag=bool(prow["contrast"])
+    )
     truth_dir = cohort / "truth" / patient
     bodies = load_nifti(truth_dir / "bodies.nii.gz", labels=True).hu.astype(np.uint8)
     tseg = load_nifti(truth_dir / "segmentation.nii.gz", labels=True).hu.astype(np.uint8)
     levels = pd.read_csv(cohort / "truth" / "levels.csv")
     in_scan = set(levels[(levels["patient_id"] == patient) & levels["in_scan"]]["level"])
+    truth = levels[levels["patient_id"] == patient].set_index("level")
+    shift = SITE_OFFSET_HU[str(prow["site"])] + (CONTRAST_HU if bool(prow["contrast"]) else 0.0)
+    dz = volume.grid.spacing_zyx[0]
+    level_rows = []
+    for lv in bm.levels:
+        t = truth.loc[lv.level]
+        level_rows.append(
+            {
+                "patient": patient,
+                "dz": dz,
+                "level": lv.level,
+                "in_scan": bool(t["in_scan"]),
+                "present": lv.present,
+                "cement": bool(t["cement"]),
+                "hu": lv.trabecular_hu,
+                "true_hu": float(prow[f"hu_{lv.level}"]) + shift,
+                "grade": lv.genant_grade,
+                "true_grade": int(t["genant_grade"]),
+            }
+        )
     row: dict = {"patient": patient, "dz": volume.grid.spacing_zyx[0], "seconds": seconds}
     correct = total = 0
     for lab, name in BODY_LEVELS.items():
@@ -89,7 +140,60 @@ def evaluate_patient(cohort: Path, patient: str, files: list[Path]) -> dict:
     zr = slice(int(ks[0]), int(ks[-1]) + 1)
     for lab, tid in MUSCLE_TRUTH.items():
         row[MUSCLE_NAMES[lab]] = _dice(seg.labels[zr] == lab, tseg[zr] == tid)
-    return row
+    return row, level_rows
+
+
+def summarize_biomarkers(level_rows: list[dict]) -> str:
+    """Trabecular HU within 10 HU, Genant kappa and sensitivity for grade >= 2, per slice
+    thickness and overall, over the levels in the scan that the segmenter found."""
+    df = pd.DataFrame(level_rows)
+    lines = []
+    for label, part in [*((f"{dz:g} mm", g) for dz, g in df.groupby("dz")), ("all", df)]:
+        scan = part[part["in_scan"]]
+        found = scan[scan["present"]]
+        lines.append(
+            f"[{label}] biomarkers from the built-in segmentation: {len(scan)} levels in scan, "
+            f"{len(found)} found"
+        )
+        hu = found[~found["cement"]]
+        hu_ok = hu[np.isfinite(hu["hu"].astype(float))]
+        err = (hu_ok["hu"] - hu_ok["true_hu"]).abs()
+        within = int((err <= 10.0).sum())
+        share = 100.0 * within / len(hu) if len(hu) else math.nan
+        med = f"{err.median():.1f}" if len(err) else "nan"
+        lines.append(
+            f"  trabecular HU within 10 HU: {within}/{len(hu)} ({share:.1f} %, target >= 95 %; "
+            f"{len(hu) - len(hu_ok)} not measured), median |error| {med} HU"
+        )
+        graded = found.dropna(subset=["grade"])
+        g = graded["grade"].astype(int).to_numpy()
+        t = graded["true_grade"].astype(int).to_numpy()
+        kappa = _weighted_kappa(t, g) if len(g) else math.nan
+        n2 = int((t >= 2).sum())
+        sens = float((g[t >= 2] >= 2).mean()) if n2 else math.nan
+        fp = int((g[t == 0] >= 2).sum())
+        lines.append(
+            f"  Genant grade: {len(g)} graded levels, {n2} with true grade >= 2; "
+            f"weighted kappa {kappa:.3f} (target >= 0.8), sensitivity grade >= 2 "
+            f"{sens:.3f} (target >= 0.9); grade >= 2 given to {fp}/{int((t == 0).sum())} "
+            f"true grade 0"
+        )
+    return "\n".join(lines)
+
+
+def profiles_file(ratio: float, folder: Path) -> Path | None:
+    """A copy of the shipped profiles with every ``prevalent_ratio`` multiplied by
+    ``ratio`` (None when ``ratio`` is 1: the shipped file is used)."""
+    if ratio == 1.0:
+        return None
+    path = folder / "profiles.toml"
+    text = re.sub(
+        r"prevalent_ratio = ([0-9.eE+-]+)",
+        lambda m: f"prevalent_ratio = {float(m.group(1)) * ratio!r}",
+        DEFAULT_PROFILES.read_text(),
+    )
+    path.write_text(text)
+    return path
 
 
 def summarize(rows: list[dict]) -> str:
@@ -127,9 +231,12 @@ def summarize(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(patients: int, seed: int, resolution: str, root: Path) -> list[dict]:
+def run(
+    patients: int, seed: int, resolution: str, root: Path, prevalent_ratio: float = 1.0
+) -> tuple[list[dict], list[dict]]:
     """Generate the external cohort into ``root`` and evaluate every patient."""
     cohort = root / "cohort"
+    profiles = profiles_file(prevalent_ratio, root)
     synthesize(
         SynthRequest(
             out=cohort,
@@ -138,9 +245,15 @@ def run(patients: int, seed: int, resolution: str, root: Path) -> list[dict]:
             seed=seed,
             resolution=resolution,
             workers=2,
+            profiles_path=profiles,
         )
     )
-    return [evaluate_patient(cohort, p, f) for p, _, f in soft_series_files(cohort)]
+    rows, level_rows = [], []
+    for p, _, f in soft_series_files(cohort):
+        row, lv = evaluate_patient(cohort, p, f)
+        rows.append(row)
+        level_rows.extend(lv)
+    return rows, level_rows
 
 
 def main() -> None:
@@ -148,14 +261,19 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=12)
     parser.add_argument("--seed", type=int, default=9001)
     parser.add_argument("--resolution", choices=("low", "full"), default="low")
+    parser.add_argument("--prevalent-ratio", type=float, default=1.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run(args.patients, args.seed, args.resolution, Path(tmp))
+        rows, level_rows = run(
+            args.patients, args.seed, args.resolution, Path(tmp), args.prevalent_ratio
+        )
     print(
         f"anatomy accuracy: {args.patients} external patients (ext_a 1 mm, ext_b 5 mm), "
-        f"seed {args.seed}, resolution {args.resolution}"
+        f"seed {args.seed}, resolution {args.resolution}, "
+        f"prevalent_ratio x{args.prevalent_ratio:g}"
     )
     print(summarize(rows))
+    print(summarize_biomarkers(level_rows))
 
 
 if __name__ == "__main__":
