@@ -42,7 +42,7 @@ from engine.anatomy.biomarkers import measure_biomarkers
 from engine.anatomy.labels import BODY_LEVELS
 from engine.anatomy.segment import segment
 from engine.load import load_nifti, load_volume
-from engine.synth.cohort import SynthRequest, synthesize
+from engine.synth.cohort import SynthRequest, main_series, series_files, synthesize
 from engine.synth.profiles import DEFAULT_PROFILES
 
 #: predicted id -> TotalSegmentator id in truth/segmentation.nii.gz
@@ -69,19 +69,10 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def soft_series_files(cohort: Path) -> list[tuple[str, str, list[Path]]]:
     """(patient, site, files) of each patient's soft-kernel axial series."""
-    series = pd.read_csv(cohort / "truth" / "series.csv")
-    soft = series[(series["kind"] == "axial") & (series["series_number"] == 2)]
-    out = []
-    for row in soft.itertuples():
-        folder = cohort / "archive" / row.folder
-        files = [
-            p
-            for p in folder.iterdir()
-            if p.is_file()
-            and pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == row.series_uid
-        ]
-        out.append((row.patient_id, row.site, files))
-    return out
+    return [
+        (row.patient_id, row.site, series_files(cohort, row.series_uid))
+        for row in main_series(cohort).itertuples()
+    ]
 
 
 def evaluate_patient(cohort: Path, patient: str, files: list[Path]) -> tuple[dict, list[dict]]:

@@ -113,24 +113,13 @@ def _check(req: TrainRequest) -> None:
 
 def _samples(cohort: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(patient, inputs (n, 3, H+2m, W+2m), targets (n, H+2m, W+2m)) per soft series."""
-    import pandas as pd
-    import pydicom
-
     from engine.anatomy._muscles import column_centre, crop_labels, crop_stack
     from engine.load import load_nifti, load_volume
+    from engine.synth.cohort import main_series, series_files
 
-    series = pd.read_csv(cohort / "truth" / "series.csv")
-    soft = series[(series["kind"] == "axial") & (series["series_number"] == 2)]
     out = []
-    for row in soft.itertuples():
-        folder = cohort / "archive" / row.folder
-        files = [
-            p
-            for p in sorted(folder.iterdir())
-            if p.is_file()
-            and pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == row.series_uid
-        ]
-        vol = load_volume(files)
+    for row in main_series(cohort).itertuples():
+        vol = load_volume(series_files(cohort, row.series_uid))
         truth = cohort / "truth" / row.patient_id
         bodies = load_nifti(truth / "bodies.nii.gz", labels=True).hu > 0
         tseg = load_nifti(truth / "segmentation.nii.gz", labels=True).hu.astype(np.int32)

@@ -7,6 +7,7 @@ Output folder layout (everything SYNTHETIC, see ``SYNTHETIC.txt`` written beside
     OUT/truth/patients.csv  per-patient simulation truth: levels, muscle, outcomes, oracles
     OUT/truth/levels.csv    per-patient, per-level truth (HU, Genant grade, z extent, in scan)
     OUT/truth/series.csv    every written series (kind, kernel, files) of every study
+    OUT/truth/files.csv     every written file (series_uid, instance_number, path in archive/)
     OUT/truth/PATIENT/segmentation.nii.gz  TotalSegmentator-named multilabel map
     OUT/truth/PATIENT/bodies.nii.gz        vertebral bodies T12..L4 (1..5), no posterior elements
     OUT/manifest.json       the request, the counts, and the code version
@@ -39,11 +40,14 @@ from engine.synth.population import CLINICAL_COLUMNS, LEVELS_ALL, simulate_popul
 from engine.synth.profiles import SiteProfile, load_profiles, parse_sites_spec
 
 __all__ = [
+    "MAIN_SERIES_NUMBER",
     "PatientOutput",
     "SynthRequest",
     "SynthSummary",
     "check_request",
     "generate_patient",
+    "main_series",
+    "series_files",
     "synthesize",
 ]
 
@@ -55,6 +59,8 @@ SYNTHETIC_NOTICE = (
 
 # Series numbers inside each study, as scanners typically order them.
 _SERIES_LOCALIZER, _SERIES_SOFT, _SERIES_BONE, _SERIES_REFORMAT = 1, 2, 3, 4
+#: SeriesNumber of each study's soft-kernel axial series (the one a scorer would select).
+MAIN_SERIES_NUMBER = _SERIES_SOFT
 _SERIES_DOSE, _SERIES_SR = 900, 901
 _P_DOSE_SCREEN = 0.5
 _OUTPUTS = ("archive", "truth", "clinical.csv", "manifest.json", "SYNTHETIC.txt")
@@ -147,6 +153,7 @@ class PatientOutput:
 
     series: list[dict[str, Any]]
     levels: list[dict[str, Any]]
+    files: list[dict[str, Any]]
     seconds: dict[str, float]
 
 
@@ -265,7 +272,12 @@ def generate_patient(
             "cement": patient[f"cement_{level}"],
             "body_label": next((k for k, v in BODY_LABELS.items() if v == level), 0),
         })  # fmt: skip
-    return PatientOutput(series_rows, level_rows, seconds)
+    file_rows = [
+        {"series_uid": s.series_uid, "instance_number": n, "path": str(p.relative_to(archive))}
+        for s in written
+        for n, p in enumerate(s.paths, start=1)
+    ]
+    return PatientOutput(series_rows, level_rows, file_rows, seconds)
 
 
 def _worker(args: tuple) -> PatientOutput:
@@ -307,6 +319,7 @@ def synthesize(
 
     series_rows: list[dict[str, Any]] = []
     level_rows: list[dict[str, Any]] = []
+    file_rows: list[dict[str, Any]] = []
     if not req.tables_only:
         archive.mkdir()
         records = population.to_dict("records")
@@ -317,6 +330,7 @@ def synthesize(
         for done, result in enumerate(results, start=1):
             series_rows += result.series
             level_rows += result.levels
+            file_rows += result.files
             logs.event(
                 "synth.patient_written",
                 patient_id=result.series[0]["patient_id"],
@@ -328,6 +342,7 @@ def synthesize(
                 progress(done, len(tasks))
         pd.DataFrame(series_rows).to_csv(truth / "series.csv", index=False)
         pd.DataFrame(level_rows).to_csv(truth / "levels.csv", index=False)
+        pd.DataFrame(file_rows).to_csv(truth / "files.csv", index=False)
 
     summary = SynthSummary(
         out=out,
@@ -367,3 +382,16 @@ def _map(tasks: list[tuple], workers: int):  # noqa: ANN202 - iterator of worker
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with ctx.Pool(min(workers, len(tasks))) as pool:
         yield from pool.imap(_worker, tasks)
+
+
+def main_series(out: Path) -> pd.DataFrame:
+    """Rows of ``truth/series.csv`` for each study's soft-kernel axial series."""
+    series = pd.read_csv(Path(out) / "truth" / "series.csv")
+    return series[(series["kind"] == "axial") & (series["series_number"] == MAIN_SERIES_NUMBER)]
+
+
+def series_files(out: Path, series_uid: str) -> list[Path]:
+    """Absolute paths of a generated series' files, in InstanceNumber order."""
+    files = pd.read_csv(Path(out) / "truth" / "files.csv")
+    rows = files[files["series_uid"] == series_uid].sort_values("instance_number")
+    return [Path(out) / "archive" / p for p in rows["path"]]

@@ -28,30 +28,18 @@ from engine.cli import main
 from engine.errors import VfriskError
 from engine.geometry import Grid
 from engine.load import load_nifti, load_volume
-from engine.synth.cohort import SynthRequest, synthesize
+from engine.synth.cohort import SynthRequest, main_series, series_files, synthesize
 
 SEED = 4243  # an evaluation seed: never used for training
 
 
 def _case(tmp_path: Path) -> tuple[np.ndarray, Grid, np.ndarray, np.ndarray]:
     """HU, grid, true bodies (bool) and true segmentation of one 5 mm patient."""
-    import pandas as pd
-    import pydicom
 
     cohort = tmp_path / "c"
     synthesize(SynthRequest(out=cohort, patients=1, sites="ext_b", seed=SEED))
-    row = next(
-        pd.read_csv(cohort / "truth" / "series.csv")
-        .query("kind == 'axial' and series_number == 2")
-        .itertuples()
-    )
-    folder = cohort / "archive" / row.folder
-    files = [
-        p
-        for p in folder.iterdir()
-        if pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == row.series_uid
-    ]
-    vol = load_volume(files)
+    row = next(main_series(cohort).itertuples())
+    vol = load_volume(series_files(cohort, row.series_uid))
     truth = cohort / "truth" / row.patient_id
     bodies = load_nifti(truth / "bodies.nii.gz", labels=True).hu > 0
     tseg = load_nifti(truth / "segmentation.nii.gz", labels=True).hu.astype(np.uint8)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
 
 from engine.anatomy.labels import BODY_LEVELS
@@ -18,25 +17,16 @@ from engine.anatomy.segment import segment
 from engine.errors import VfriskError
 from engine.geometry import Grid
 from engine.load import Volume, load_nifti, load_volume
-from engine.synth.cohort import SynthRequest, synthesize
+from engine.synth.cohort import SynthRequest, main_series, series_files, synthesize
 
 SEED = 4242  # not used in development (dev used 101 and 202)
 
 
 def _soft(cohort: Path) -> list[tuple[str, Volume]]:
-    series = pd.read_csv(cohort / "truth" / "series.csv")
-    soft = series[(series["kind"] == "axial") & (series["series_number"] == 2)]
-    out = []
-    for row in soft.itertuples():
-        folder = cohort / "archive" / row.folder
-        files = [
-            p
-            for p in folder.iterdir()
-            if p.is_file()
-            and pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == row.series_uid
-        ]
-        out.append((row.patient_id, load_volume(files)))
-    return out
+    return [
+        (row.patient_id, load_volume(series_files(cohort, row.series_uid)))
+        for row in main_series(cohort).itertuples()
+    ]
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
 
 from engine.load import load_nifti, load_volume
-from engine.synth.cohort import SynthRequest, synthesize
+from engine.synth.cohort import SynthRequest, main_series, series_files, synthesize
 from engine.synth.profiles import load_profiles
 
 SEED = 7
@@ -32,19 +31,10 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _soft_series(cohort: Path) -> pd.DataFrame:
-    series = pd.read_csv(cohort / "truth" / "series.csv")
     patients = pd.read_csv(cohort / "truth" / "patients.csv").set_index("patient_id")
-    soft = series[(series["kind"] == "axial") & (series["series_number"] == 2)].copy()
+    soft = main_series(cohort).copy()
     soft["site"] = [patients.loc[p, "site"] for p in soft["patient_id"]]
     return soft
-
-
-def _files(cohort: Path, folder: str, series_uid: str) -> list[Path]:
-    paths = [p for p in (cohort / "archive" / folder).iterdir() if p.is_file()]
-    return [
-        p for p in paths
-        if pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == series_uid
-    ]  # fmt: skip
 
 
 def test_soft_series_match_truth_geometry_and_l3_density(cohort: Path) -> None:
@@ -53,7 +43,7 @@ def test_soft_series_match_truth_geometry_and_l3_density(cohort: Path) -> None:
     profiles = load_profiles()
     assert sorted(soft["site"]) == ["dev", "ext_a", "ext_b"]
     for row in soft.itertuples():
-        files = _files(cohort, row.folder, row.series_uid)
+        files = series_files(cohort, row.series_uid)
         assert len(files) == row.n_files
         volume = load_volume(files)
         truth = load_nifti(cohort / "truth" / row.patient_id / "bodies.nii.gz", labels=True)

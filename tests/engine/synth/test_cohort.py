@@ -73,6 +73,8 @@ def test_cohort_has_every_object_kind_and_tables(cohort: Path) -> None:
     assert tuple(clinical.columns) == CLINICAL_COLUMNS and len(clinical) == 3
     assert sorted(clinical["site"]) == ["dev", "ext_a", "ext_b"]
     assert len(_files(cohort)) == series["n_files"].sum()
+    listed = pd.read_csv(cohort / "truth" / "files.csv")
+    assert sorted(cohort / "archive" / p for p in listed["path"]) == _files(cohort)
     names = [p.name for p in _files(cohort)]
     assert any(not n.endswith(".dcm") for n in names) and any(n.endswith(".dcm") for n in names)
     depths = {len(p.relative_to(cohort / "archive").parts) for p in _files(cohort)}
