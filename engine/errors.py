@@ -83,6 +83,10 @@ REASONS: dict[str, str] = {
     "model_not_found": "The requested model id is not in the database's models table.",
     "unknown_output_format": "The report output file has an extension vfrisk cannot write.",
     "checkpoint_mismatch": "The model checkpoint is for other preprocessing, or is damaged.",
+    "internal_error": (
+        "vfrisk failed unexpectedly on this item (a bug); the traceback is in the error text. "
+        "Please report it."
+    ),
 }
 
 

@@ -6,7 +6,8 @@
   returning :class:`MultitaskOutput` (detection logit, yearly hazards, cumulative risk);
 - :mod:`models.losses`: detection BCE, Mirai's yearly survival labels and masked BCE;
 - :mod:`models.weighting`: uncertainty weighting, PCGrad, fixed weights;
-- :mod:`models.checkpoint`: save / load with config, preprocessing version and model id.
+- :mod:`models.checkpoint`: save / load with config, preprocessing version and model id;
+- :mod:`models.inference`: :func:`predict`, inputs -> detection probability and risk.
 
 Names are imported lazily on first use, so ``import models`` does not import torch (the
 CLI must start fast).
@@ -24,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "MultitaskOutput",
     "PCGrad",
+    "Prediction",
     "SurvivalLabels",
     "TripletSample",
     "UncertaintyWeighting",
@@ -31,6 +33,7 @@ __all__ = [
     "load_checkpoint",
     "make_weighting",
     "multitask_backward",
+    "predict",
     "sample_triplets",
     "save_checkpoint",
     "survival_labels",
@@ -43,6 +46,8 @@ _WHERE = {
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "ModelConfig": "config",
+    "Prediction": "inference",
+    "predict": "inference",
     "SurvivalLabels": "losses",
     "detection_loss": "losses",
     "survival_labels": "losses",

@@ -1,0 +1,330 @@
+"""Series from files to everything the model and the database need, one or many at once.
+
+``prepare_volume`` is the single path from a loaded :class:`~engine.load.Volume` to the
+network's :class:`~engine.anatomy.inputs.ModelInputs`, the per-level
+:class:`~engine.anatomy.biomarkers.Biomarkers`, the QA flags and (optionally) the QA
+picture. ``vfrisk train``, ``vfrisk score`` and the dashboard's ad hoc scoring all call
+it, so a series is prepared the same way wherever it is scored or learned from.
+
+Anatomy comes from the built-in segmenter, or from TotalSegmentator masks when
+``masks_dir`` is given (one folder per SeriesInstanceUID, see
+:func:`engine.anatomy.masks.load_masks`).
+
+Many series: :func:`jobs_for` reads, in one database transaction, each series' files and
+the patient's height; :func:`prepare_many` loads and prepares them in worker processes
+(which never open the database) and yields a :class:`PreparedSeries` or a
+:class:`PrepareFailure` per job: a bad series fails alone, with the stage and reason code.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.anatomy import (
+    Biomarkers,
+    ModelInputs,
+    PreprocessingSettings,
+    Segmentation,
+    build_inputs,
+    load_masks,
+    measure_biomarkers,
+    qa_flags,
+    qa_png,
+    segment,
+)
+from engine.errors import VfriskError
+from engine.load import Volume, load_volume
+
+__all__ = [
+    "PrepareFailure",
+    "PreparedSeries",
+    "SeriesJob",
+    "jobs_for",
+    "prepare_job",
+    "prepare_many",
+    "prepare_volume",
+    "qa_png_path",
+]
+
+
+@dataclass(frozen=True)
+class PreparedSeries:
+    """What the anatomy stage makes of one series.
+
+    Attributes
+    ----------
+    series_uid : str
+    inputs : ModelInputs
+        The network's patches (bone and bone + muscle) and the present-level mask.
+    biomarkers : Biomarkers
+    qa_flags : tuple of str
+        Plausibility flags (:func:`engine.anatomy.qa_flags`) and the segmentation's own
+        flags (``missing_T12`` ...).
+    segmentation_source : str
+        ``builtin`` or ``masks``.
+    qa_png : Path or None
+        The QA picture, when a folder was given.
+    seconds : dict
+        Wall time of each step (``anatomy``, ``inputs``, ``biomarkers``, ``qa``).
+    """
+
+    series_uid: str
+    inputs: ModelInputs
+    biomarkers: Biomarkers
+    qa_flags: tuple[str, ...]
+    segmentation_source: str
+    qa_png: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def qa_png_path(folder: Path | str, series_uid: str) -> Path:
+    """Where the QA picture of ``series_uid`` lives under ``folder``."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in series_uid)
+    return Path(folder) / f"{safe}.png"
+
+
+def _segmentation(volume: Volume, series_uid: str, masks_dir: Path | None) -> Segmentation:
+    if masks_dir is None:
+        return segment(volume)
+    return load_masks(masks_dir, series_uid, volume.grid)
+
+
+def prepare_volume(
+    volume: Volume,
+    series_uid: str,
+    settings: PreprocessingSettings,
+    *,
+    masks_dir: Path | str | None = None,
+    height_cm: float | None = None,
+    contrast_tag: bool | None = None,
+    qa_dir: Path | str | None = None,
+) -> PreparedSeries:
+    """Segment, build model inputs, measure biomarkers and check one loaded series.
+
+    Parameters
+    ----------
+    volume : Volume
+        The series in HU on the canonical grid.
+    series_uid : str
+    settings : PreprocessingSettings
+        ``[preprocessing]``: patch geometry, intensity and version.
+    masks_dir : path-like, optional
+        TotalSegmentator output root; the series' folder is used instead of the built-in
+        segmenter.
+    height_cm : float, optional
+        Patient height, for the L3 skeletal muscle index.
+    contrast_tag : bool, optional
+        Contrast according to the DICOM header.
+    qa_dir : path-like, optional
+        Write the QA picture to :func:`qa_png_path` under it.
+
+    Raises
+    ------
+    VfriskError
+        The anatomy stage's codes (``no_spine_found``, ``masks_misaligned`` ...), naming
+        the series.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    seg = _segmentation(volume, series_uid, None if masks_dir is None else Path(masks_dir))
+    seconds["anatomy"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inputs = build_inputs(volume.hu, seg, series_uid, settings)
+    seconds["inputs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    biomarkers = measure_biomarkers(
+        volume.hu, seg, series_uid, height_cm=height_cm, contrast_tag=contrast_tag
+    )
+    seconds["biomarkers"] = time.perf_counter() - t0
+    flags = tuple(dict.fromkeys((*seg.flags, *qa_flags(seg))))
+    png = None
+    if qa_dir is not None:
+        t0 = time.perf_counter()
+        png = qa_png(volume.hu, seg, qa_png_path(qa_dir, series_uid), title=series_uid, flags=flags)
+        seconds["qa"] = time.perf_counter() - t0
+    return PreparedSeries(
+        series_uid=series_uid,
+        inputs=inputs,
+        biomarkers=biomarkers,
+        qa_flags=flags,
+        segmentation_source=seg.source,
+        qa_png=png,
+        seconds=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class SeriesJob:
+    """One series to prepare: everything a worker needs without opening the database.
+
+    Attributes
+    ----------
+    series_uid : str
+    paths : tuple of str
+        Its files (or zip members, or one NIfTI), ordered along the slice normal.
+    patient_id : str or None
+    height_cm : float or None
+        From the clinical table when linked (for the skeletal muscle index).
+    content_hash : str
+        ``series.content_hash`` at the time the job was made.
+    """
+
+    series_uid: str
+    paths: tuple[str, ...]
+    patient_id: str | None = None
+    height_cm: float | None = None
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class PrepareFailure:
+    """A series that could not be prepared.
+
+    Attributes
+    ----------
+    series_uid : str
+    stage : str
+        ``load`` or ``anatomy``.
+    reason_code : str
+        A code of :data:`engine.errors.REASONS`; ``internal_error`` for a bug (the
+        traceback is in ``error``).
+    error : str
+        The message, naming the series or file.
+    """
+
+    series_uid: str
+    stage: str
+    reason_code: str
+    error: str
+
+
+def jobs_for(con: Any, series_uids: Sequence[str]) -> list[SeriesJob]:
+    """The :class:`SeriesJob` of each series, in the order given.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        A read connection (``Store.read()``).
+    series_uids : sequence of str
+        Series in ``series``; an unknown one gets a job without paths (it fails at load
+        with ``series_not_found``).
+    """
+    if not series_uids:
+        return []
+    con.execute("CREATE OR REPLACE TEMP TABLE _wanted (series_uid VARCHAR, k INTEGER)")
+    con.executemany(
+        "INSERT INTO _wanted VALUES (?, ?)", [(u, i) for i, u in enumerate(series_uids)]
+    )
+    rows = con.execute(
+        """
+        SELECT w.series_uid, s.patient_id, s.content_hash, c.height_cm,
+               list(i.path ORDER BY i.position, i.instance_number, i.path)
+               FILTER (WHERE i.path IS NOT NULL)
+        FROM _wanted w
+        LEFT JOIN series s USING (series_uid)
+        LEFT JOIN instances i USING (series_uid)
+        LEFT JOIN clinical c ON c.patient_id = s.patient_id
+        GROUP BY w.series_uid, w.k, s.patient_id, s.content_hash, c.height_cm
+        ORDER BY w.k
+        """
+    ).fetchall()
+    con.execute("DROP TABLE _wanted")
+    return [
+        SeriesJob(
+            series_uid=uid,
+            paths=tuple(paths or ()),
+            patient_id=patient,
+            height_cm=None if height is None else float(height),
+            content_hash=content or "",
+        )
+        for uid, patient, content, height, paths in rows
+    ]
+
+
+def prepare_job(
+    job: SeriesJob,
+    loading: dict[str, Any],
+    settings: PreprocessingSettings,
+    *,
+    masks_dir: Path | str | None = None,
+    qa_dir: Path | str | None = None,
+) -> PreparedSeries | PrepareFailure:
+    """Load and prepare one series; any failure is returned, never raised.
+
+    Parameters
+    ----------
+    job : SeriesJob
+    loading : dict
+        The ``[loading]`` table (the loader's gap and angle limits).
+    settings : PreprocessingSettings
+    masks_dir, qa_dir : path-like, optional
+        As :func:`prepare_volume`.
+    """
+    stage = "load"
+    try:
+        if not job.paths:
+            raise VfriskError(
+                "series_not_found",
+                f"series {job.series_uid} has no files in the database; run `vfrisk index`",
+            )
+        t0 = time.perf_counter()
+        volume = load_volume(list(job.paths), **loading)
+        load_s = time.perf_counter() - t0
+        stage = "anatomy"
+        prepared = prepare_volume(
+            volume, job.series_uid, settings, masks_dir=masks_dir, height_cm=job.height_cm,
+            qa_dir=qa_dir,
+        )  # fmt: skip
+        prepared.seconds["load"] = load_s
+        return prepared
+    except VfriskError as exc:
+        return PrepareFailure(job.series_uid, stage, exc.code, exc.message)
+    except Exception as exc:  # a bug must not stop the batch; the traceback is kept
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        text = f"series {job.series_uid}: {detail}\n{traceback.format_exc(limit=6)}"
+        return PrepareFailure(job.series_uid, stage, "internal_error", text)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(loading: dict[str, Any], settings: PreprocessingSettings, opts: dict) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker; the workers fill the machine
+    _WORKER.update(loading=loading, settings=settings, opts=opts)
+
+
+def _run_job(job: SeriesJob) -> PreparedSeries | PrepareFailure:
+    return prepare_job(job, _WORKER["loading"], _WORKER["settings"], **_WORKER["opts"])
+
+
+def prepare_many(
+    jobs: Iterable[SeriesJob],
+    loading: dict[str, Any],
+    settings: PreprocessingSettings,
+    *,
+    workers: int = 1,
+    masks_dir: Path | str | None = None,
+    qa_dir: Path | str | None = None,
+) -> Iterator[PreparedSeries | PrepareFailure]:
+    """Prepare many series, ``workers`` at a time, yielding each as it finishes.
+
+    With ``workers == 1`` everything runs in this process, in order. Otherwise worker
+    processes (``spawn``: safe beside torch threads) take one series each; results come
+    back in completion order, so one slow series does not hold up the others.
+    """
+    opts = {"masks_dir": masks_dir, "qa_dir": qa_dir}
+    if workers <= 1:
+        for job in jobs:
+            yield prepare_job(job, loading, settings, **opts)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(loading, settings, opts)) as pool:
+        yield from pool.imap_unordered(_run_job, jobs, chunksize=1)

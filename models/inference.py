@@ -1,0 +1,103 @@
+"""Inference: model inputs of many series -> detection probability and 1..T-year risk.
+
+The one path from :class:`~engine.anatomy.inputs.ModelInputs` to numbers, used by
+``vfrisk score``, the trainer's validation and the dashboard's ad hoc scoring, so a series
+gets the same risk wherever it is scored. Deterministic centred slice triplets
+(:func:`models.sampling.sample_triplets` without a generator); on CUDA the batch travels
+through pinned memory with a non-blocking copy and runs under bf16 autocast with
+channels_last activations, on CPU in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.anatomy.inputs import ModelInputs
+from models.network import FractureNet
+from models.sampling import sample_triplets
+
+__all__ = ["Prediction", "predict"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's output for one series.
+
+    Attributes
+    ----------
+    series_uid : str
+    p_fracture : float or None
+        P(prevalent vertebral fracture); None when the model has no detection head.
+    risk : tuple of float or None
+        ``risk[t - 1]`` = P(fracture by year t), t = 1..max_followup, non-decreasing;
+        None when the model has no survival head.
+    """
+
+    series_uid: str
+    p_fracture: float | None
+    risk: tuple[float, ...] | None
+
+
+def _images(inputs: Sequence[ModelInputs], model: FractureNet) -> tuple[np.ndarray, np.ndarray]:
+    samples = [sample_triplets(x, model.config) for x in inputs]
+    for s in samples:
+        if not s.level_present.any():
+            raise ValueError(f"series {s.series_uid} has no present level: it cannot be scored")
+    return np.stack([s.images for s in samples]), np.stack([s.level_present for s in samples])
+
+
+@torch.inference_mode()
+def predict(
+    model: FractureNet,
+    inputs: Sequence[ModelInputs],
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """Score series with ``model`` (put in eval mode), ``batch_size`` at a time.
+
+    Parameters
+    ----------
+    model : FractureNet
+    inputs : sequence of ModelInputs
+        Each with at least one present level (else ``ValueError`` naming the series).
+    device : str or torch.device, optional
+        Default: the device of the model's parameters.
+    batch_size : int
+
+    Returns
+    -------
+    list of Prediction
+        In the order of ``inputs``.
+    """
+    model.eval()
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    cuda = dev.type == "cuda"
+    out: list[Prediction] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        images_np, present_np = _images(chunk, model)
+        images = torch.from_numpy(images_np)
+        present = torch.from_numpy(present_np)
+        if cuda:
+            images = images.pin_memory().to(dev, non_blocking=True)
+            present = present.pin_memory().to(dev, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            result = model(images.float(), present)
+        p = None if result.fracture_logit is None else torch.sigmoid(result.fracture_logit.float())
+        risk = None if result.risk is None else result.risk.float()
+        p_np = None if p is None else p.cpu().numpy()
+        risk_np = None if risk is None else risk.cpu().numpy()
+        for i, x in enumerate(chunk):
+            out.append(
+                Prediction(
+                    series_uid=x.series_uid,
+                    p_fracture=None if p_np is None else float(p_np[i]),
+                    risk=None if risk_np is None else tuple(float(v) for v in risk_np[i]),
+                )
+            )
+    return out
