@@ -38,6 +38,7 @@ from engine.anatomy import (
     qa_png,
     segment,
 )
+from engine.anatomy.aorta import aorta_hu
 from engine.errors import VfriskError
 from engine.load import Volume, load_volume
 
@@ -139,8 +140,9 @@ def prepare_volume(
     seconds["inputs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     biomarkers = measure_biomarkers(
-        volume.hu, seg, series_uid, height_cm=height_cm, contrast_tag=contrast_tag
-    )
+        volume.hu, seg, series_uid, height_cm=height_cm, contrast_tag=contrast_tag,
+        aorta_hu=aorta_hu(volume.hu, seg),
+    )  # fmt: skip
     seconds["biomarkers"] = time.perf_counter() - t0
     flags = tuple(dict.fromkeys((*seg.flags, *qa_flags(seg))))
     png = None
