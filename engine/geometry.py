@@ -88,3 +88,19 @@ class Grid:
                 return None
             out.append(slice(lo, hi))
         return (out[0], out[1], out[2])
+
+    def crop(self, box: tuple[slice, slice, slice]) -> Grid:
+        """The grid of ``array[box]`` (slices with steps of 1, within the grid)."""
+        starts = []
+        shape = []
+        for sl, n in zip(box, self.shape_zyx, strict=True):
+            lo, hi, step = sl.indices(n)
+            if step != 1 or hi <= lo:
+                raise ValueError(f"crop box {box} is not a non-empty unit-step box of {self}")
+            starts.append(lo)
+            shape.append(hi - lo)
+        return Grid(
+            origin_xyz=self.to_patient((starts[0], starts[1], starts[2])),
+            spacing_zyx=self.spacing_zyx,
+            shape_zyx=(shape[0], shape[1], shape[2]),
+        )

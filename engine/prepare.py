@@ -18,13 +18,17 @@ the patient's height; :func:`prepare_many` loads and prepares them in worker pro
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import queue
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.anatomy import (
     Biomarkers,
@@ -46,6 +50,7 @@ __all__ = [
     "PrepareFailure",
     "PreparedSeries",
     "SeriesJob",
+    "crop_to_anatomy",
     "jobs_for",
     "prepare_job",
     "prepare_many",
@@ -88,6 +93,41 @@ def qa_png_path(folder: Path | str, series_uid: str) -> Path:
     """Where the QA picture of ``series_uid`` lives under ``folder``."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in series_uid)
     return Path(folder) / f"{safe}.png"
+
+
+#: In-plane margin kept around the labelled anatomy (the aorta lies up to ~45 mm in front
+#: of the bodies; the QA picture shows some context).
+CROP_MARGIN_MM = 60.0
+
+
+def crop_to_anatomy(
+    hu: np.ndarray, seg: Segmentation, margin_mm: float = CROP_MARGIN_MM
+) -> tuple[np.ndarray, Segmentation]:
+    """``hu`` and ``seg`` cut to the labelled region: in-plane ``margin_mm`` around it,
+    one slice beyond it along z (so a body that touches the scan's first or last slice
+    still does, and one that does not still does not: the ``truncated`` flag is kept).
+
+    Biomarkers, the aorta reading, QA flags and the QA picture work in patient
+    coordinates through the cropped grid, so they do not change; they only cost less (a
+    full-size CT is mostly air, fat and organs). Model patches are not cut from it: they
+    reach beyond the labelled region.
+    """
+    labels = seg.labels
+    along_z = np.flatnonzero(labels.any(axis=(1, 2)))
+    if along_z.size == 0:
+        return hu, seg
+    plane = labels[along_z[0] : along_z[-1] + 1].any(axis=0)
+    ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    nz, ny, nx = labels.shape
+    _, dy, dx = seg.grid.spacing_zyx
+    my, mx = int(np.ceil(margin_mm / dy)), int(np.ceil(margin_mm / dx))
+    box = (
+        slice(max(0, int(along_z[0]) - 1), min(nz, int(along_z[-1]) + 2)),
+        slice(max(0, int(ys[0]) - my), min(ny, int(ys[-1]) + 1 + my)),
+        slice(max(0, int(xs[0]) - mx), min(nx, int(xs[-1]) + 1 + mx)),
+    )
+    cropped = dataclasses.replace(seg, labels=labels[box], grid=seg.grid.crop(box))
+    return hu[box], cropped
 
 
 def _segmentation(volume: Volume, series_uid: str, masks_dir: Path | None) -> Segmentation:
@@ -136,19 +176,21 @@ def prepare_volume(
     seg = _segmentation(volume, series_uid, None if masks_dir is None else Path(masks_dir))
     seconds["anatomy"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    # the patches may reach beyond the labelled region: they read the whole volume
     inputs = build_inputs(volume.hu, seg, series_uid, settings)
     seconds["inputs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    hu, seg = crop_to_anatomy(volume.hu, seg)
     biomarkers = measure_biomarkers(
-        volume.hu, seg, series_uid, height_cm=height_cm, contrast_tag=contrast_tag,
-        aorta_hu=aorta_hu(volume.hu, seg),
+        hu, seg, series_uid, height_cm=height_cm, contrast_tag=contrast_tag,
+        aorta_hu=aorta_hu(hu, seg),
     )  # fmt: skip
     seconds["biomarkers"] = time.perf_counter() - t0
     flags = tuple(dict.fromkeys((*seg.flags, *qa_flags(seg))))
     png = None
     if qa_dir is not None:
         t0 = time.perf_counter()
-        png = qa_png(volume.hu, seg, qa_png_path(qa_dir, series_uid), title=series_uid, flags=flags)
+        png = qa_png(hu, seg, qa_png_path(qa_dir, series_uid), title=series_uid, flags=flags)
         seconds["qa"] = time.perf_counter() - t0
     return PreparedSeries(
         series_uid=series_uid,
@@ -315,18 +357,55 @@ def prepare_many(
     workers: int = 1,
     masks_dir: Path | str | None = None,
     qa_dir: Path | str | None = None,
+    window: int | None = None,
 ) -> Iterator[PreparedSeries | PrepareFailure]:
     """Prepare many series, ``workers`` at a time, yielding each as it finishes.
 
     With ``workers == 1`` everything runs in this process, in order. Otherwise worker
     processes (``spawn``: safe beside torch threads) take one series each; results come
     back in completion order, so one slow series does not hold up the others.
+
+    Parameters
+    ----------
+    jobs : iterable of SeriesJob
+        Pulled lazily, in the consumer's thread, only as far as ``window`` allows.
+    loading, settings, masks_dir, qa_dir
+        As :func:`prepare_job`.
+    workers : int
+    window : int, optional
+        At most this many series are being prepared or wait to be taken by the consumer
+        (backpressure: memory stays flat however many jobs there are). Default: all
+        jobs are submitted at once.
     """
     opts = {"masks_dir": masks_dir, "qa_dir": qa_dir}
     if workers <= 1:
         for job in jobs:
             yield prepare_job(job, loading, settings, **opts)
         return
+    limit = max(1, window) if window is not None else None
+    source = iter(jobs)
+    done: queue.SimpleQueue[PreparedSeries | PrepareFailure] = queue.SimpleQueue()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(loading, settings, opts)) as pool:
-        yield from pool.imap_unordered(_run_job, jobs, chunksize=1)
+
+        def submit() -> bool:
+            job = next(source, None)
+            if job is None:
+                return False
+            uid = job.series_uid
+
+            def lost(exc: BaseException) -> None:  # the job could not reach or leave a worker
+                done.put(PrepareFailure(uid, "load", "internal_error", f"series {uid}: {exc!r}"))
+
+            pool.apply_async(_run_job, (job,), callback=done.put, error_callback=lost)
+            return True
+
+        pending = 0
+        while (limit is None or pending < limit) and submit():
+            pending += 1
+        while pending:
+            result = done.get()
+            pending -= 1
+            if submit():  # before yielding, so the workers stay busy meanwhile
+                pending += 1
+            yield result
