@@ -160,6 +160,101 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=7, metavar="S")
     train.add_argument("--width", type=_positive_int, default=16, metavar="C")
 
+    score = sub.add_parser(
+        "score",
+        help="score the selected series into predictions and biomarkers (resumable)",
+        description="Prepare every selected series of the database that this model has not "
+        "scored yet (or whose content changed), run the fracture model on batches and write "
+        "predictions, biomarkers, QA facts and failures, one batch per transaction. A rerun "
+        "scores only what is missing; a bad series fails alone. The shipped weights are "
+        "trained on SYNTHETIC data: not for clinical use.",
+    )
+    score.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    score.add_argument(
+        "--model", type=Path, metavar="PATH", help="checkpoint (default [score] model or the "
+        "shipped models/weights/fracture_net.pt)",
+    )  # fmt: skip
+    score.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default [score] device")
+    score.add_argument("--workers", type=_positive_int, metavar="N", help="preparing processes")
+    score.add_argument("--batch-size", type=_positive_int, metavar="B")
+    score.add_argument("--backend", choices=("local", "ray"), default="local")
+    score.add_argument(
+        "--address", metavar="ADDR", help="Ray cluster address (default [score] ray_address; "
+        "empty: start a local Ray)",
+    )  # fmt: skip
+    score.add_argument("--rescore", action="store_true", help="score every selected series again")
+    score.add_argument("--retry-failed", action="store_true", help="retry series that failed")
+    score.add_argument("--dry-run", action="store_true", help="list what would be scored")
+    score.add_argument(
+        "--masks", type=Path, metavar="DIR",
+        help="TotalSegmentator masks (DIR/SERIES_UID/...) instead of the built-in segmenter",
+    )  # fmt: skip
+    score.add_argument("--no-qa", action="store_true", help="draw no QA pictures")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    fit = sub.add_parser(
+        "train",
+        help="train the fracture network on the development site; checkpoint + model card",
+        description="Prepare and cache the model inputs of every linked patient, train the "
+        "multitask network on the development site (seeded validation split or k folds, "
+        "checkpoint chosen on validation c-index, early stopping), evaluate it on every "
+        "external site in the database and write the checkpoint with its model card "
+        "(NAME.card.json, NAME.card.md). Defaults in [train] of the configuration.",
+    )
+    fit.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    fit.add_argument("--out", type=Path, metavar="FILE", help="checkpoint (.pt) to write")
+    fit.add_argument("--cache", type=Path, metavar="DIR", help="cached inputs (default DB.cache)")
+    fit.add_argument("--variant", choices=("bone", "bone_muscle"))
+    fit.add_argument("--task", choices=("detection", "survival", "multitask"))
+    fit.add_argument("--weighting", choices=("uncertainty", "pcgrad", "fixed"))
+    fit.add_argument("--epochs", type=_positive_int, metavar="E")
+    fit.add_argument("--batch-size", type=_positive_int, metavar="B")
+    fit.add_argument("--seed", type=int, metavar="S")
+    fit.add_argument("--folds", type=_positive_int, metavar="K", help="k-fold CV (K >= 2)")
+    fit.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    fit.add_argument("--workers", type=_positive_int, metavar="N")
+    fit.add_argument("--recipe", choices=("default", "convnext_tiny"))
+    fit.add_argument(
+        "--cohort", type=Path, metavar="DIR",
+        help="the `vfrisk synth` folder, when the archive paths do not lead to its manifest",
+    )  # fmt: skip
+
+    experiments = sub.add_parser(
+        "experiments",
+        help="rerun the study's comparisons: train the variants, fit the comparators, tabulate",
+        description="Train the study's network variants on the development site (resumable: "
+        "a finished variant is skipped), score every linked patient of every site, fit the "
+        "comparators (FRAX, clinical Cox, L1 HU cut-offs, biomarker Cox, image + clinical "
+        "Cox) on the development site and print the paper-shaped table per site with 95 %% "
+        "CIs and paired p-values; write it to OUT (Markdown, CSV) and the evaluation table. "
+        "Everything here is SYNTHETIC: not for clinical use.",
+    )
+    experiments.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    experiments.add_argument(
+        "--out", type=Path, required=True, metavar="DIR",
+        help="folder of checkpoints, cards, predictions and the table",
+    )  # fmt: skip
+    experiments.add_argument(
+        "--variants", metavar="NAME,...",
+        help="comma-separated variants (default [experiments] variants): "
+        "multitask_bone_muscle, multitask_bone, detection_bone_muscle, survival_bone_muscle, "
+        "multitask_bone_muscle_minmax",
+    )  # fmt: skip
+    experiments.add_argument("--epochs", type=_positive_int, metavar="E",
+                             help="epochs per variant (default [train] epochs)")  # fmt: skip
+    experiments.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    experiments.add_argument("--workers", type=_positive_int, metavar="N",
+                             help="processes preparing uncached series")  # fmt: skip
+    experiments.add_argument("--cache", type=Path, metavar="DIR",
+                             help="cached inputs (default [train] cache_dir)")  # fmt: skip
+    experiments.add_argument(
+        "--truth", type=Path, metavar="COHORT",
+        help="a `vfrisk synth` folder: add the generator's oracle risks and grade >= 2 detection",
+    )  # fmt: skip
+    experiments.add_argument("--quick", action="store_true",
+                             help="tiny networks, one epoch: a smoke run in minutes")  # fmt: skip
+    experiments.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on a small synthetic cohort",
@@ -168,6 +263,18 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, help="working folder (default from config)")
     demo.add_argument("--patients", type=_positive_int, metavar="N")
     demo.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
+    dash = sub.add_parser(
+        "dashboard",
+        help="open the cohort dashboard (Streamlit) on a database, read-only",
+        description="Start the Streamlit dashboard on DB: overview, survival, calibration, "
+        "model vs FRAX, follow-up worklist, ad hoc scoring of one scan, data quality. It "
+        "reads the database while other commands write to it. Listens on 127.0.0.1 unless "
+        "--host names another address, which needs sign-in configured ([dashboard] "
+        "auth_secrets).",
+    )
+    dash.add_argument("--db", type=Path, help="DuckDB file (default from config)")
+    dash.add_argument("--host", help="address to listen on (default [dashboard] host: 127.0.0.1)")
+    dash.add_argument("--port", type=_positive_int, help="port (default [dashboard] port: 8501)")
     return parser
 
 
@@ -179,14 +286,14 @@ def _log_path(args: argparse.Namespace, config: Config, beside: Path) -> Path:
     return beside / "vfrisk.log.jsonl"
 
 
-def _progress(label: str):  # noqa: ANN202 - returns a progress callback
+def _progress(label: str, unit: str = "patient"):  # noqa: ANN202 - returns a progress callback
     from tqdm import tqdm
 
     bar: dict[str, tqdm] = {}
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=label, unit="patient", file=sys.stderr)
+            bar["bar"] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
         bar["bar"].update(done - bar["bar"].n)
         if done == total:
             bar["bar"].close()
@@ -325,6 +432,97 @@ def _cmd_train_anatomy(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace, config: Config) -> int:
+    from engine import logs
+    from engine.score import ScoreRequest, describe_score, score_archive
+
+    db = args.db or Path(config["storage"]["db"])
+    cfg = config["score"]
+    run_id = logs.configure(
+        _log_path(args, config, db.absolute().parent), "score", config["logging"]["level"]
+    )
+    request = ScoreRequest(
+        db=db, model_path=args.model, device=args.device or cfg["device"],
+        workers=args.workers or cfg["workers"] or _default_workers(),
+        batch_size=args.batch_size or cfg["batch_size"], backend=args.backend,
+        rescore=args.rescore, retry_failed=args.retry_failed, dry_run=args.dry_run,
+        masks_dir=args.masks, qa_png=cfg["qa_png"] and not args.no_qa,
+        progress=not args.no_progress, ray_address=args.address or cfg["ray_address"] or None,
+    )  # fmt: skip
+    print(describe_score(score_archive(request, config, run_id=run_id)))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, config: Config) -> int:
+    import shlex
+
+    from engine import logs
+    from models.train import TrainRequest, train
+
+    db = args.db or Path(config["storage"]["db"])
+    # the command as given (options in a fixed order), recorded in the checkpoint and card
+    words = ["vfrisk", *(["--config", args.config] if args.config else []), "train"]
+    options = ("db", "out", "cache", "variant", "task", "weighting", "epochs", "batch_size",
+               "seed", "folds", "device", "workers", "recipe", "cohort")  # fmt: skip
+    for name in options:
+        value = getattr(args, name)
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    req = TrainRequest.from_config(
+        config, db=db, out=args.out, cache_dir=args.cache, variant=args.variant,
+        task=args.task, weighting=args.weighting, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, folds=args.folds, device=args.device,
+        workers=args.workers, recipe=args.recipe, cohort=args.cohort,
+        command=shlex.join(words),
+    )  # fmt: skip
+    logs.configure(
+        _log_path(args, config, db.absolute().parent), "train", config["logging"]["level"]
+    )
+    result = train(req, config, progress=_progress("prepare"), log=lambda s: print(s, flush=True))
+    val = result.val_metrics
+    c = (val.get("c_index") or {}).get("estimate")
+    auc = (val.get("detection_auroc") or {}).get("estimate")
+    print(
+        f"Checkpoint written to {result.checkpoint} (model id {result.model_id}, epoch "
+        f"{result.best_epoch}); card {result.card_json}, {result.card_md}."
+    )
+    print(f"  internal validation: c-index {c}, detection AUROC {auc}; {result.seconds:.0f} s")
+    print("  Trained on SYNTHETIC data when the cohort is synthetic: not for clinical use.")
+    return 0
+
+
+def _cmd_experiments(args: argparse.Namespace, config: Config) -> int:
+    import shlex
+
+    from engine import logs
+    from models.experiments import ExperimentRequest, run_experiments
+
+    db = args.db or Path(config["storage"]["db"])
+    names = args.variants.split(",") if args.variants else config["experiments"]["variants"]
+    run_id = logs.configure(
+        _log_path(args, config, db.absolute().parent), "experiments", config["logging"]["level"]
+    )
+    request = ExperimentRequest(
+        db=db, out=args.out, variants=tuple(n.strip() for n in names if n.strip()),
+        epochs=args.epochs, device=args.device, quick=args.quick, workers=args.workers,
+        cache_dir=args.cache, truth=args.truth, run_id=run_id,
+        command=shlex.join(["vfrisk", *sys.argv[1:]]),
+    )  # fmt: skip
+    result = run_experiments(
+        request,
+        config,
+        progress=None if args.no_progress else _progress("variants", unit="variant"),
+        log=lambda line: print(line, flush=True),
+    )
+    print(result.markdown)
+    print(
+        f"Trained {len(result.trained)}, reused {len(result.skipped)}, failed "
+        f"{len(result.failed)} variant(s). Written: {', '.join(map(str, result.files))}; "
+        f"rows stored in {db} (table evaluation, run {run_id})."
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from engine import logs
     from engine.demo import run_demo
@@ -340,13 +538,34 @@ def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
     )
 
 
+def _cmd_dashboard(args: argparse.Namespace, config: Config) -> int:
+    from dashboard.launch import serve
+    from dashboard.settings import settings_from_config
+    from engine import logs
+    from engine.config import find_config_file
+
+    db = args.db or Path(config["storage"]["db"])
+    settings = settings_from_config(config)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    logs.configure(
+        _log_path(args, config, db.absolute().parent), "dashboard", config["logging"]["level"]
+    )
+    logs.event("dashboard.start", host=host, port=port)
+    return serve(db, host, port, settings, find_config_file(args.config))
+
+
 _COMMANDS = {
     "synth": _cmd_synth,
     "index": _cmd_index,
     "import-clinical": _cmd_import_clinical,
     "report": _cmd_report,
     "train-anatomy": _cmd_train_anatomy,
+    "train": _cmd_train,
+    "score": _cmd_score,
+    "experiments": _cmd_experiments,
     "demo": _cmd_demo,
+    "dashboard": _cmd_dashboard,
 }
 
 

@@ -7,11 +7,14 @@ Stages so far, in ``DIR`` (default ``./vfrisk-demo``):
 2. index its archive into ``DIR/vfrisk.duckdb`` (incremental: a re-run reads nothing new);
 3. import ``DIR/cohort/clinical.csv`` and link it to the indexed scans (a re-run finds
    every row unchanged);
-4. print the Markdown evaluation report (``vfrisk report``); until scoring lands there
-   are no model predictions, so it covers the cohort and FRAX alone and names the
-   command that adds the model.
+4. score the selected series (``vfrisk score``: predictions, biomarkers, QA pictures in
+   ``DIR/vfrisk.duckdb.qa/``) with the configured or shipped model; a re-run scores
+   nothing new. Without a trained model (``models/weights/fracture_net.pt``) this step
+   says so and the demo goes on;
+5. print the Markdown evaluation report (``vfrisk report``): the model against FRAX when
+   the scans were scored, else the cohort and FRAX alone.
 
-Scoring and the dashboard join as their issues land.
+The dashboard joins as its issue lands (marked at the end of :func:`run_demo`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config import Config
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 __all__ = ["run_demo"]
 
@@ -92,6 +99,8 @@ def run_demo(
     )
     print(describe_clinical(imported))
 
+    _score(folder, store, workers=workers, config=config)
+
     from engine.report import build_report
     from engine.report import settings_from_config as report_settings
     from engine.report.document import build_document
@@ -99,4 +108,25 @@ def run_demo(
 
     report = build_report(store, report_settings(config), config_hash=config.hash())
     print(to_markdown(build_document(report)))
+
+    # -- dashboard (issue 8): start `vfrisk dashboard` on folder / "vfrisk.duckdb" here. ----
     return 0
+
+
+def _score(folder: Path, store: Store, *, workers: int, config: Config) -> None:
+    """Score the demo's selected series with the configured (or shipped) model."""
+    from engine.errors import VfriskError
+    from engine.score import ScoreRequest, describe_score, score_archive
+
+    model = Path(config["score"]["model"]) if config["score"]["model"] else None
+    request = ScoreRequest(
+        db=store.path, model_path=model, device=config["score"]["device"], workers=workers,
+        batch_size=config["score"]["batch_size"], qa_png=config["score"]["qa_png"],
+        progress=True,
+    )  # fmt: skip
+    try:
+        print(describe_score(score_archive(request, config)))
+    except VfriskError as exc:
+        if exc.code != "model_missing":
+            raise
+        print(f"Scoring skipped: {exc.message}")

@@ -83,9 +83,43 @@ REASONS: dict[str, str] = {
     "model_not_found": "The requested model id is not in the database's models table.",
     "unknown_output_format": "The report output file has an extension vfrisk cannot write.",
     "checkpoint_mismatch": "The model checkpoint is for other preprocessing, or is damaged.",
+    # experiments (issue 6)
+    "comparator_not_fitted": (
+        "A comparator model could not be fitted on the development site (too few fractures "
+        "among complete cases, constant covariates, or no convergence)."
+    ),
+    "unknown_variant": "The experiment variant name is not one vfrisk knows.",
+    # batch scoring (issue 7)
+    "model_missing": (
+        "The fracture model's checkpoint file does not exist: train one with `vfrisk train` "
+        "or pass --model."
+    ),
+    "no_levels_present": (
+        "None of the levels T12-L4 was found in the series, so the model cannot score it."
+    ),
+    "ray_unavailable": (
+        "The Ray backend needs the optional `ray` extra (pip install -e '.[ray]')."
+    ),
+    # training (issue 6)
+    "no_training_data": (
+        "The database holds no patient of the training site that is linked to a scan with "
+        "usable model inputs."
+    ),
+    "too_few_events": (
+        "Too few fractures (prevalent or incident) among the training patients to train and "
+        "validate a model."
+    ),
     "internal_error": (
         "vfrisk failed unexpectedly on this item (a bug); the traceback is in the error text. "
         "Please report it."
+    ),
+    # -- dashboard (issue 8) -----------------------------------------------------------
+    "unsafe_host": (
+        "The dashboard would listen on a network address without authentication configured."
+    ),
+    "upload_refused": (
+        "The uploaded file was refused: too large, too many members, a zip bomb, a path "
+        "leaving the upload folder, or not a DICOM series / NIfTI volume."
     ),
 }
 

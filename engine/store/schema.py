@@ -291,4 +291,54 @@ DDL: tuple[str, ...] = (
         measured_at TIMESTAMP,
         PRIMARY KEY (series_uid, level, preprocessing_version)
     )""",
+    # -- scoring (issue 7): written only through engine/store/score_tables.py ------------
+    # failures: the latest failed attempt of `vfrisk score` per (series, model): stage
+    # ('load', 'anatomy', 'model'), reason_code (engine/errors.py) and the message naming
+    # the series or file. content_hash as at the attempt: a series re-indexed with other
+    # content is tried again; --retry-failed retries the rest. A success deletes the row.
+    """CREATE TABLE IF NOT EXISTS failures (
+        series_uid VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        reason_code VARCHAR NOT NULL,
+        error VARCHAR NOT NULL,
+        content_hash VARCHAR,
+        run_id VARCHAR,
+        failed_at TIMESTAMP,
+        PRIMARY KEY (series_uid, model_id)
+    )""",
+    # prediction_horizons: risk at the years beyond predictions.risk_5y (year 6..T) when a
+    # model predicts that far; written and replaced together with the predictions row.
+    """CREATE TABLE IF NOT EXISTS prediction_horizons (
+        series_uid VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        year INTEGER NOT NULL,
+        risk DOUBLE NOT NULL,
+        PRIMARY KEY (series_uid, model_id, year)
+    )""",
+    # series_qa: how each scored series was prepared, for the dashboard's QA views:
+    # segmentation_source ('builtin' or 'masks'), qa_flags (comma-separated, e.g.
+    # missing_T12), qa_png (absolute path of the QA picture, NULL when none was drawn).
+    """CREATE TABLE IF NOT EXISTS series_qa (
+        series_uid VARCHAR NOT NULL,
+        preprocessing_version VARCHAR NOT NULL,
+        segmentation_source VARCHAR NOT NULL,
+        qa_flags VARCHAR NOT NULL,
+        qa_png VARCHAR,
+        run_id VARCHAR,
+        prepared_at TIMESTAMP,
+        PRIMARY KEY (series_uid, preprocessing_version)
+    )""",
+    # -- dashboard (issue 8): written only through engine/store/dashboard_tables.py -------
+    # audit: one row per worklist export (action 'export_worklist') or display of patient
+    # identifiers ('show_identifiers'): who (the signed-in user, else the OS account),
+    # exported_at (UTC), the filters as JSON and the number of rows exported. No identifiers.
+    """CREATE TABLE IF NOT EXISTS audit (
+        export_id VARCHAR PRIMARY KEY,
+        action VARCHAR NOT NULL,
+        who VARCHAR NOT NULL,
+        exported_at TIMESTAMP NOT NULL,
+        filters JSON,
+        n_rows BIGINT NOT NULL
+    )""",
 )

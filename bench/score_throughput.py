@@ -1,0 +1,162 @@
+"""Throughput of `vfrisk score` against the floor a reader imposes: decoding the DICOM.
+
+Generates a SYNTHETIC archive (``--resolution full``: 512 x 512 CTs), indexes it, then,
+with the same number of worker processes:
+
+1. decode floor: pydicom reads and decodes every file of every selected series
+   (``pixel_array``), one series per task -> scans/s;
+2. ``vfrisk score`` (a subprocess, fresh database copy, random-weight model of the
+   default size: throughput only) on the first ``--patients`` series -> scans/s, the
+   ratio score / decode (goal >= 0.5 on 2 cores, >= 0.8 on a 16-core GPU machine) and the
+   peak RSS of its largest process;
+3. the same on ``--memory-patients`` series: peak memory should stay flat in archive
+   size;
+4. where the time goes: the mean seconds per stage of ``engine.prepare.prepare_job``
+   (load, anatomy, inputs, biomarkers, qa) on a few series in this process.
+
+Usage: ``python bench/score_throughput.py [--patients 20] [--memory-patients 80]
+[--resolution full|low] [--workers N] [--device auto|cpu|cuda] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _decode(paths: list[str]) -> int:
+    import pydicom
+
+    n = 0
+    for p in paths:
+        n += pydicom.dcmread(p).pixel_array.size
+    return n
+
+
+def decode_floor(series: list[list[str]], workers: int) -> float:
+    """Scans/s of reading and decoding every file, ``workers`` processes."""
+    t0 = time.perf_counter()
+    if workers <= 1:
+        for paths in series:
+            _decode(paths)
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            list(pool.imap_unordered(_decode, series, chunksize=1))
+    return len(series) / (time.perf_counter() - t0)
+
+
+def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> tuple[float, float]:
+    """Scans/s of one `vfrisk score` subprocess and the peak RSS (MB) of its largest process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    cmd = [
+        sys.executable, "-m", "engine.cli", "--log-file", str(db.with_suffix(".log")), "score",
+        "--db", str(db), "--model", str(model), "--workers", str(workers), "--device", device,
+        "--batch-size", str(batch), "--no-progress",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print("   ", out.stdout.strip().splitlines()[0])
+    n = int(out.stdout.split(" scored,")[0].rsplit(" ", 1)[-1])
+    return n / seconds, max(peak, before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=20)
+    parser.add_argument("--memory-patients", type=int, default=80)
+    parser.add_argument("--resolution", choices=("full", "low"), default="full")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+
+    import torch
+
+    from engine.config import load_config
+    from engine.index import IndexRequest, index_archive, rules_from_config
+    from engine.prepare import jobs_for, prepare_job
+    from engine.store import Store
+    from engine.synth.cohort import SynthRequest, synthesize
+    from models.checkpoint import save_checkpoint
+    from models.config import ModelConfig
+    from models.network import FractureNet
+
+    work = args.out or Path(tempfile.mkdtemp(prefix="vfrisk-score-bench-"))
+    cohort = work / "cohort"
+    n_max = max(args.patients, args.memory_patients)
+    config = load_config()
+    t0 = time.perf_counter()
+    if not (cohort / "manifest.json").exists():
+        request = SynthRequest(
+            out=cohort, patients=n_max, sites="dev:0.6,ext_a:0.2,ext_b:0.2", seed=2027,
+            resolution=args.resolution, workers=args.workers,
+        )  # fmt: skip
+        synthesize(request)
+    template = work / "template.duckdb"
+    if not template.exists():
+        index_archive(Store(template), IndexRequest(archive=cohort / "archive",
+                      workers=args.workers, progress=False), rules_from_config(config),
+                      config_hash=config.hash())  # fmt: skip
+    print(f"archive: {n_max} SYNTHETIC patients, {args.resolution} resolution, ready in "
+          f"{time.perf_counter() - t0:.0f} s; workers {args.workers}")  # fmt: skip
+    model = work / "random_default.pt"
+    torch.manual_seed(0)
+    save_checkpoint(FractureNet(ModelConfig()), model, preprocessing_version="pp1")
+
+    store = Store(template)
+    uids = list(store.query("SELECT series_uid FROM series WHERE selected ORDER BY series_uid")
+                ["series_uid"])  # fmt: skip
+    with store.read() as con:
+        jobs = jobs_for(con, uids)
+
+    def db_with(n: int) -> Path:
+        db = work / f"db{n}" / "vfrisk.duckdb"
+        shutil.rmtree(db.parent, ignore_errors=True)
+        db.parent.mkdir()
+        shutil.copy(template, db)
+        with Store(db).write() as con:  # only the first n series are due
+            con.execute("UPDATE series SET selected = false WHERE series_uid NOT IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [uids[:n]])  # fmt: skip
+        return db
+
+    n = min(args.patients, len(uids))
+    floor = decode_floor([list(j.paths) for j in jobs[:n]], args.workers)
+    print(f"decode floor (pydicom dcmread + pixel_array, {n} series): {floor:.2f} scans/s")
+    rate, peak = score_run(db_with(n), model, args.workers, args.device, args.batch_size)
+    print(f"vfrisk score ({n} series): {rate:.2f} scans/s, peak RSS {peak:.0f} MB")
+    print(f"ratio score / decode: {rate / floor:.2f} (goal >= 0.5 on 2 cores, >= 0.8 on 16)")
+    m = min(args.memory_patients, len(uids))
+    if m != n:
+        rate_m, peak_m = score_run(db_with(m), model, args.workers, args.device, args.batch_size)
+        print(f"vfrisk score ({m} series): {rate_m:.2f} scans/s, peak RSS {peak_m:.0f} MB "
+              f"({peak_m / peak:.2f}x the {n}-series run)")  # fmt: skip
+
+    from engine.anatomy import PreprocessingSettings
+
+    settings = PreprocessingSettings.from_config(config)
+    torch.set_num_threads(1)
+    totals: dict[str, float] = {}
+    sample = jobs[: min(5, len(jobs))]
+    for job in sample:
+        result = prepare_job(job, dict(config["loading"]), settings, qa_dir=work / "qa")
+        for k, v in getattr(result, "seconds", {}).items():
+            totals[k] = totals.get(k, 0.0) + v / len(sample)
+    where = ", ".join(f"{k} {v:.2f} s" for k, v in totals.items())
+    print(
+        f"per series, one core ({len(sample)} series): {where}; total {sum(totals.values()):.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""engine.prepare: jobs from the database, one series or many in worker processes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.anatomy import PreprocessingSettings
+from engine.config import load_config
+from engine.index import IndexRequest, index_archive, rules_from_config
+from engine.prepare import (
+    PreparedSeries,
+    PrepareFailure,
+    SeriesJob,
+    jobs_for,
+    prepare_job,
+    prepare_many,
+    qa_png_path,
+)
+from engine.store import Store
+from engine.synth.cohort import main_series
+
+EXAMPLE = Path(__file__).parents[2] / "sample_data" / "example"
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, list[str]]:
+    """The committed 3-patient SYNTHETIC example archive, indexed."""
+    config = load_config()
+    store = Store(tmp_path_factory.mktemp("prepare") / "db.duckdb")
+    index_archive(store, IndexRequest(archive=EXAMPLE / "archive", workers=1, progress=False),
+                  rules_from_config(config), config_hash=config.hash())  # fmt: skip
+    return store, sorted(main_series(EXAMPLE)["series_uid"])
+
+
+def _args() -> tuple[dict, PreprocessingSettings]:
+    config = load_config()
+    return dict(config["loading"]), PreprocessingSettings.from_config(config)
+
+
+def test_jobs_come_in_the_order_asked_with_files_patient_and_hash(indexed) -> None:
+    store, uids = indexed
+    with store.read() as con:
+        jobs = jobs_for(con, [uids[2], "1.2.3.unknown", uids[0]])
+        series = dict(con.execute("SELECT series_uid, content_hash FROM series").fetchall())
+        n_files = dict(con.execute("SELECT series_uid, count(*) FROM instances GROUP BY ALL")
+                       .fetchall())  # fmt: skip
+    assert [j.series_uid for j in jobs] == [uids[2], "1.2.3.unknown", uids[0]]
+    assert jobs[1].paths == () and jobs[1].content_hash == ""
+    for job in (jobs[0], jobs[2]):
+        assert len(job.paths) == n_files[job.series_uid]
+        assert job.content_hash == series[job.series_uid] and job.patient_id
+    failure = prepare_job(jobs[1], *_args())
+    assert isinstance(failure, PrepareFailure)
+    assert (failure.stage, failure.reason_code) == ("load", "series_not_found")
+
+
+def test_a_truncated_file_fails_its_series_at_load_with_the_reason(indexed, tmp_path) -> None:
+    store, uids = indexed
+    with store.read() as con:
+        job = jobs_for(con, [uids[0]])[0]
+    copies = []
+    for i, p in enumerate(job.paths):
+        copies.append(shutil.copy(p, tmp_path / f"{i:04d}.dcm"))
+    Path(copies[3]).write_bytes(Path(copies[3]).read_bytes()[:1500])
+    result = prepare_job(SeriesJob(job.series_uid, tuple(map(str, copies))), *_args())
+    assert isinstance(result, PrepareFailure)
+    assert (result.stage, result.reason_code) == ("load", "truncated")
+
+
+@pytest.mark.slow  # 20-80 s on 2 busy cores: two passes over 3 series plus worker start-up
+def test_many_in_workers_equals_one_by_one_and_the_window_bounds_what_is_pulled(
+    indexed, tmp_path: Path
+) -> None:
+    store, uids = indexed
+    with store.read() as con:
+        jobs = jobs_for(con, uids)
+    serial = {r.series_uid: r for r in prepare_many(jobs, *_args(), qa_dir=tmp_path)}
+    pulled = []
+
+    def source():
+        for job in jobs:
+            pulled.append(job.series_uid)
+            yield job
+
+    parallel = {}
+    for taken, r in enumerate(prepare_many(source(), *_args(), workers=2, window=1), start=1):
+        assert len(pulled) <= taken + 1  # at most `window` ahead of the consumer
+        parallel[r.series_uid] = r
+    assert set(serial) == set(parallel) == set(uids)
+    for uid in uids:
+        a, b = serial[uid], parallel[uid]
+        assert isinstance(a, PreparedSeries) and isinstance(b, PreparedSeries)
+        assert np.array_equal(a.inputs.bone_muscle, b.inputs.bone_muscle)
+        assert repr(a.biomarkers) == repr(b.biomarkers) and a.qa_flags == b.qa_flags  # NaN-safe
+        assert a.qa_png == qa_png_path(tmp_path, uid) and a.qa_png.is_file()
+        assert {"load", "anatomy", "inputs", "biomarkers", "qa"} <= set(a.seconds)
