@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import queue
 import time
 import traceback
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +339,10 @@ def prepare_job(
 
 _WORKER: dict[str, Any] = {}
 
+#: A series in flight when its worker process dies this many times fails (``worker_died``);
+#: before that it is retried in a fresh pool (the death may have been another series').
+MAX_WORKER_DEATHS = 2
+
 
 def _init_worker(loading: dict[str, Any], settings: PreprocessingSettings, opts: dict) -> None:
     import torch
@@ -363,7 +369,9 @@ def prepare_many(
 
     With ``workers == 1`` everything runs in this process, in order. Otherwise worker
     processes (``spawn``: safe beside torch threads) take one series each; results come
-    back in completion order, so one slow series does not hold up the others.
+    back in completion order, so one slow series does not hold up the others. A worker
+    that dies (out of memory, killed) never hangs the run: the series it held are retried
+    in a fresh pool, and fail with ``worker_died`` after :data:`MAX_WORKER_DEATHS`.
 
     Parameters
     ----------
@@ -384,28 +392,65 @@ def prepare_many(
         return
     limit = max(1, window) if window is not None else None
     source = iter(jobs)
-    done: queue.SimpleQueue[PreparedSeries | PrepareFailure] = queue.SimpleQueue()
+    retry: deque[SeriesJob] = deque()
+    deaths: dict[str, int] = {}
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(loading, settings, opts)) as pool:
 
-        def submit() -> bool:
-            job = next(source, None)
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(loading, settings, opts)
+        )
+
+    pool = new_pool()
+    pending: dict[Future, SeriesJob] = {}
+
+    def fill() -> None:
+        while limit is None or len(pending) < limit:
+            job = retry.popleft() if retry else next(source, None)
             if job is None:
-                return False
-            uid = job.series_uid
+                return
+            pending[pool.submit(_run_job, job)] = job
 
-            def lost(exc: BaseException) -> None:  # the job could not reach or leave a worker
-                done.put(PrepareFailure(uid, "load", "internal_error", f"series {uid}: {exc!r}"))
+    def died(job: SeriesJob, out: list[PreparedSeries | PrepareFailure]) -> None:
+        deaths[job.series_uid] = deaths.get(job.series_uid, 0) + 1
+        if deaths[job.series_uid] < MAX_WORKER_DEATHS:
+            retry.append(job)  # perhaps it was another series that killed the worker
+            return
+        out.append(
+            PrepareFailure(
+                job.series_uid,
+                "load",
+                "worker_died",
+                f"series {job.series_uid}: the worker process preparing it died "
+                f"{MAX_WORKER_DEATHS} times (out of memory, or killed); see the system log",
+            )  # fmt: skip
+        )
 
-            pool.apply_async(_run_job, (job,), callback=done.put, error_callback=lost)
-            return True
-
-        pending = 0
-        while (limit is None or pending < limit) and submit():
-            pending += 1
+    try:
+        fill()
         while pending:
-            result = done.get()
-            pending -= 1
-            if submit():  # before yielding, so the workers stay busy meanwhile
-                pending += 1
-            yield result
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            out: list[PreparedSeries | PrepareFailure] = []
+            broken = False
+            for future in finished:
+                job = pending.pop(future)
+                try:
+                    out.append(future.result())
+                except BrokenProcessPool:
+                    broken = True
+                    died(job, out)
+                except Exception as exc:  # the job could not reach or leave a worker
+                    uid = job.series_uid
+                    out.append(
+                        PrepareFailure(uid, "load", "internal_error", f"series {uid}: {exc!r}")
+                    )
+            if broken:  # every series still in the dead pool shares the fate
+                for job in pending.values():
+                    died(job, out)
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+            fill()  # before yielding, so the workers stay busy meanwhile
+            yield from out
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
