@@ -109,6 +109,10 @@ REASONS: dict[str, str] = {
         "Too few fractures (prevalent or incident) among the training patients to train and "
         "validate a model."
     ),
+    "worker_died": (
+        "The worker process preparing the series died (out of memory, or killed) each time "
+        "it was tried."
+    ),
     "internal_error": (
         "vfrisk failed unexpectedly on this item (a bug); the traceback is in the error text. "
         "Please report it."
