@@ -173,7 +173,9 @@ def _crop(grid: Grid, column: Column) -> tuple[slice, slice]:
     return slice(j0, j1), slice(max(0, ic - half), min(nx, ic + half + 1))
 
 
-def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body], np.ndarray]:
+def find_bodies(
+    hu: np.ndarray, grid: Grid, column: Column
+) -> tuple[list[Body], np.ndarray, tuple[slice, slice]]:
     """Vertebral bodies, caudal first, and a body label map on the column crop.
 
     Parameters
@@ -188,9 +190,12 @@ def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body],
     Returns
     -------
     bodies : list of Body
-        Sorted by ``k0`` (caudal first).
+        Sorted by ``k0`` (caudal first); centres in voxel indices of the whole volume.
     labels : np.ndarray
-        uint8, shape (nz, ny, nx): 1..len(bodies) in the order of ``bodies``, 0 elsewhere.
+        uint8, shape (nz, rows, cols) of the crop: 1..len(bodies) in the order of
+        ``bodies``, 0 elsewhere (no body lies outside the crop).
+    crop : tuple of slice
+        (rows, cols) of the volume that ``labels`` covers: ``volume[:, rows, cols]``.
     """
     dz, dy, dx = grid.spacing_zyx
     rows, cols = _crop(grid, column)
@@ -198,15 +203,17 @@ def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body],
     smooth = ndi.uniform_filter(crop, size=(1, 3, 3)) if dx < 1.0 else crop
     shell = _shell(smooth, dx)  # closes faint shells: for finding holes only
     bone = smooth > _SHELL_HU  # what the masks take: faint ridges would add pedicle rims
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = ndi.generate_binary_structure(2, 1)
-    holes = ndi.binary_fill_holes(shell, structure=in_plane) & ~shell
-    along_z = in_plane.copy()
+    holes = _holes_in_plane(shell)
+    along_z = _IN_PLANE.copy()
     along_z[0, 1, 1] = along_z[2, 1, 1] = True
     comp, _ = ndi.label(holes, structure=along_z)
     candidates = []
     for idx, sl in enumerate(ndi.find_objects(comp), 1):
-        if sl is None:
+        # most holes are specks (trabecular noise, vessels): their box alone rules them out
+        # (a component connected along z has voxels in every slice of its box, and no
+        # cross-section larger than the box)
+        box_mm2 = (sl[1].stop - sl[1].start) * (sl[2].stop - sl[2].start) * dy * dx
+        if (sl[0].stop - sl[0].start) * dz < _MIN_BODY_HEIGHT_MM or box_mm2 < _MIN_BODY_AREA_MM2:
             continue
         m = comp[sl] == idx
         area = m.sum(axis=(1, 2)) * (dy * dx)
@@ -263,9 +270,26 @@ def find_bodies(hu: np.ndarray, grid: Grid, column: Column) -> tuple[list[Body],
         for n, src in enumerate(order, 1):
             if src >= len(found) and gaps[src - len(found)][1] is not None:
                 out[gaps[src - len(found)][1] & (out == 0)] = n
-    labels = np.zeros(grid.shape_zyx, np.uint8)
-    labels[:, rows, cols] = out
-    return bodies, labels
+    return bodies, out, (rows, cols)
+
+
+_IN_PLANE = np.zeros((3, 3, 3), bool)
+_IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
+
+
+def _holes_in_plane(mask: np.ndarray) -> np.ndarray:
+    """Pixels enclosed by ``mask`` in their own axial slice (bool, same shape).
+
+    The same as ``binary_fill_holes(mask, structure=in-plane cross) & ~mask``, in one
+    labelling pass instead of an iterated dilation (~4x faster): a background component
+    (4-connected within its slice) is a hole unless it reaches the slice's border.
+    """
+    lab, n = ndi.label(~mask, structure=_IN_PLANE)
+    hole = np.ones(n + 1, bool)
+    hole[0] = False
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        hole[edge] = False
+    return hole[lab]
 
 
 def _gap_bodies(
@@ -318,8 +342,9 @@ def _gap_bodies(
             kc = 0.5 * (k0 + k1 - 1)
             mask = np.zeros(bone.shape, bool)
             good = []
-            for k in range(k0, k1):
-                solid = ndi.binary_fill_holes(bone[k]) & foot & (painted[k] == 0)
+            slab = bone[k0:k1]
+            filled = slab | _holes_in_plane(slab) if k1 > k0 else slab
+            for k, solid in enumerate(filled & foot & (painted[k0:k1] == 0), k0):
                 if solid.sum() * dy * dx >= _GAP_SOLID_SHARE * ref:
                     mask[k] = solid
                     good.append(k)
@@ -437,7 +462,9 @@ def _paint_body(
     hole = comp[box] == idx
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (yy**2 + xx**2) <= r * r + 0.5
-    near = ndi.binary_dilation(hole, structure=np.repeat(disk[None], 2 * m + 1, axis=0))
+    # the disk-by-slab element is the disk then a z line: two dilations, 5x fewer offsets
+    near = ndi.binary_dilation(hole, structure=disk[None])
+    near = ndi.binary_dilation(near, structure=np.ones((2 * m + 1, 1, 1), bool))
     body = hole | (near & bone[box])
     sub = out[box]
     sub[body & (sub == 0)] = value

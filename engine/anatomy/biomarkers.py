@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.anatomy._boxes import Box, label_boxes
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
 
 __all__ = [
@@ -174,31 +175,46 @@ def _voxel_xyz(grid, idx: np.ndarray) -> np.ndarray:  # noqa: ANN001 - Grid
     return np.column_stack([ox + idx[:, 2] * dx, oy + idx[:, 1] * dy, oz + idx[:, 0] * dz])
 
 
-def _line_length(mask: np.ndarray, grid, origin: np.ndarray, u: np.ndarray) -> float:  # noqa: ANN001
-    """Length (mm) of the line ``origin + t u`` inside ``mask`` (nearest voxel)."""
+def _line_length(
+    mask: np.ndarray,
+    grid,  # noqa: ANN001
+    origin: np.ndarray,
+    u: np.ndarray,
+    offset_kji: tuple[int, int, int] = (0, 0, 0),
+) -> float:
+    """Length (mm) of the line ``origin + t u`` inside ``mask`` (nearest voxel);
+    ``mask[0, 0, 0]`` is voxel ``offset_kji`` of ``grid``."""
     t = np.arange(-45.0, 45.0, _LINE_STEP_MM)
     pts = origin[None, :] + t[:, None] * u[None, :]
     dz, dy, dx = grid.spacing_zyx
     ox, oy, oz = grid.origin_xyz
     kji = np.rint(
         np.column_stack([(pts[:, 2] - oz) / dz, (pts[:, 1] - oy) / dy, (pts[:, 0] - ox) / dx])
-    ).astype(int)
+    ).astype(int) - np.asarray(offset_kji)
     ok = np.all((kji >= 0) & (kji < np.array(mask.shape)), axis=1)
     inside = np.zeros(len(t), dtype=bool)
     inside[ok] = mask[kji[ok, 0], kji[ok, 1], kji[ok, 2]]
     return float(inside.sum() * _LINE_STEP_MM)
 
 
-def body_heights(body: np.ndarray, grid, axis_xyz: np.ndarray) -> BodyHeights:  # noqa: ANN001
+def body_heights(
+    body: np.ndarray,
+    grid,  # noqa: ANN001
+    axis_xyz: np.ndarray,
+    offset_kji: tuple[int, int, int] = (0, 0, 0),
+) -> BodyHeights:
     """Anterior, middle and posterior heights of one body along ``axis_xyz``.
 
     Parameters
     ----------
     body : np.ndarray
-        bool, shape ``grid.shape_zyx``: one vertebral body.
+        bool: one vertebral body, shape ``grid.shape_zyx`` or a box of the volume that
+        holds the whole body (then ``offset_kji`` is the box's first voxel).
     grid : Grid
     axis_xyz : np.ndarray
         Unit cranial axis of the body (x, y, z), shape (3,).
+    offset_kji : tuple of int, optional
+        Voxel index of ``body[0, 0, 0]`` in ``grid``.
 
     Returns
     -------
@@ -209,7 +225,7 @@ def body_heights(body: np.ndarray, grid, axis_xyz: np.ndarray) -> BodyHeights:  
     v = np.array([0.0, 1.0, 0.0]) - u[1] * u  # posterior, perpendicular to the axis
     v /= np.linalg.norm(v)
     w = np.cross(v, u)
-    p = _voxel_xyz(grid, np.argwhere(body))
+    p = _voxel_xyz(grid, np.argwhere(body) + np.asarray(offset_kji))
     c = p.mean(axis=0)
     a, b = (p - c) @ w, (p - c) @ v
     a_lo, a_hi = np.percentile(a, [2, 98])
@@ -221,7 +237,7 @@ def body_heights(body: np.ndarray, grid, axis_xyz: np.ndarray) -> BodyHeights:  
 
     def band(f0: float, f1: float) -> float:
         lengths = [
-            _line_length(body, grid, c + aa * w + (b_lo + f * depth) * v, u)
+            _line_length(body, grid, c + aa * w + (b_lo + f * depth) * v, u, offset_kji)
             for aa in a_mid + np.linspace(-half_slab, half_slab, 5)
             for f in np.linspace(f0, f1, 4)
         ]
@@ -262,15 +278,39 @@ def genant(
     return grade, (shape if grade else ""), losses["wedge"], losses["biconcave"], losses["crush"]
 
 
-def _erode(mask: np.ndarray, radii_vox: tuple[int, int, int]) -> np.ndarray:
-    from scipy import ndimage
-
+def _ellipsoid(radii_vox: tuple[int, int, int]) -> np.ndarray:
+    """bool (2rz+1, 2ry+1, 2rx+1): the voxels of the ellipsoid with these semi-axes."""
     rz, ry, rx = radii_vox
     z, y, x = np.ogrid[-rz : rz + 1, -ry : ry + 1, -rx : rx + 1]
-    element = (z / max(rz, 1e-9)) ** 2 * (rz > 0) + (y / max(ry, 1e-9)) ** 2 + (
+    return (z / max(rz, 1e-9)) ** 2 * (rz > 0) + (y / max(ry, 1e-9)) ** 2 + (
         x / max(rx, 1e-9)
     ) ** 2 <= 1.0
-    return ndimage.binary_erosion(mask, structure=element, border_value=0)
+
+
+def _erode(mask: np.ndarray, radii_vox: tuple[int, int, int]) -> np.ndarray:
+    """``binary_erosion(mask, structure=_ellipsoid(radii_vox), border_value=0)``, exactly.
+
+    Each (z, y) row of the ellipsoid is a run of x centred on 0, so the erosion is the
+    AND, over the rows, of the mask eroded along x by that run (a difference of
+    cumulative sums) shifted by the row's (z, y): a few hundred thousand voxel ANDs per
+    row instead of scipy's test of every element offset at every voxel (3-5x faster).
+    """
+    rz, ry, rx = radii_vox
+    element = _ellipsoid(radii_vox)
+    nz, ny, nx = mask.shape
+    padded = np.pad(mask, ((rz, rz), (ry, ry), (rx, rx)))  # outside the box: not body
+    cs = np.zeros((*padded.shape[:2], padded.shape[2] + 1), np.int32)
+    np.cumsum(padded, axis=2, out=cs[:, :, 1:])
+    runs: dict[int, np.ndarray] = {}  # half-width -> "the run about x is all mask"
+    out = np.ones(mask.shape, bool)
+    for iz, iy in zip(*np.nonzero(element.any(axis=2)), strict=True):
+        h = int(element[iz, iy].sum()) // 2
+        if h not in runs:
+            runs[h] = (cs[:, :, rx + h + 1 : rx + h + 1 + nx] - cs[:, :, rx - h : rx - h + nx]) == (
+                2 * h + 1
+            )
+        out &= runs[h][iz : iz + nz, iy : iy + ny]
+    return out
 
 
 def _trabecular(hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]):  # noqa: ANN202
@@ -298,12 +338,11 @@ def _muscle(hu: np.ndarray, labels: np.ndarray, ids: tuple[int, ...], px_mm2: fl
     return area, mean
 
 
-def _box(mask: np.ndarray, pad: int = 2) -> tuple[slice, slice, slice]:
-    out = []
-    for axes, n in (((1, 2), mask.shape[0]), ((0, 2), mask.shape[1]), ((0, 1), mask.shape[2])):
-        idx = np.flatnonzero(mask.any(axis=axes))
-        out.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, n)))
-    return (out[0], out[1], out[2])
+def _pad(box: Box, shape: tuple[int, ...], pad: int = 2) -> Box:
+    """``box`` grown by ``pad`` voxels each side, within ``shape``."""
+    return tuple(  # type: ignore[return-value]
+        slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(box, shape, strict=True)
+    )
 
 
 def _axes(centroids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -359,22 +398,31 @@ def measure_biomarkers(
     dz, dy, dx = grid.spacing_zyx
     voxel_mm3 = dz * dy * dx
     nz = grid.shape_zyx[0]
+    # each body and muscle is measured in its own box: no pass over the whole volume
+    label_box = label_boxes(labels)
     bodies, centroids = {}, {}
     for level, i in _LEVEL_ID.items():
-        m = labels == i
-        if m.any():
-            box = _box(m)
-            bodies[level] = (box, m[box])
-            centroids[level] = _voxel_xyz(grid, np.argwhere(m)).mean(axis=0)
+        if i in label_box:
+            box = _pad(label_box[i], labels.shape)
+            m = labels[box] == i
+            start = np.array([s.start for s in box])
+            bodies[level] = (box, m)
+            centroids[level] = _voxel_xyz(grid, np.argwhere(m) + start).mean(axis=0)
     axes = _axes(centroids)
     geometry: dict[str, BodyHeights] = {}
     truncated: dict[str, bool] = {}
     for level, (box, m) in bodies.items():
         ks = np.flatnonzero(m.any(axis=(1, 2))) + box[0].start
         truncated[level] = bool(ks[0] == 0 or ks[-1] == nz - 1)
-        full = np.zeros(grid.shape_zyx, dtype=bool)
-        full[box] = m
-        geometry[level] = body_heights(full, grid, axes[level])
+        start = (box[0].start, box[1].start, box[2].start)
+        geometry[level] = body_heights(m, grid, axes[level], start)
+    muscle_boxes = [label_box[m] for m in _PSOAS + _PARASPINAL if m in label_box]
+    rows = slice(
+        min((b[1].start for b in muscle_boxes), default=0),
+        max((b[1].stop for b in muscle_boxes), default=0),
+    )
+    cols = slice(min((b[2].start for b in muscle_boxes), default=0),
+                 max((b[2].stop for b in muscle_boxes), default=0))  # fmt: skip
 
     order = list(BODY_LEVELS.values())
     records = []
@@ -415,8 +463,9 @@ def measure_biomarkers(
             grade, shape, *rest = genant(g.anterior_mm, g.middle_mm, g.posterior_mm, ref)
             losses = tuple(rest)
         ks = np.arange(box[0].start, box[0].stop)[m.any(axis=(1, 2))]
-        slab_lab = labels[ks[0] : ks[-1] + 1]
-        slab_hu = hu[ks[0] : ks[-1] + 1]
+        # the muscles lie in (rows, cols): the rest of the slab adds nothing
+        slab_lab = labels[ks[0] : ks[-1] + 1, rows, cols]
+        slab_hu = hu[ks[0] : ks[-1] + 1, rows, cols]
         px = dy * dx
         ps_a, ps_hu = _muscle(slab_hu, slab_lab, _PSOAS, px)
         pa_a, pa_hu = _muscle(slab_hu, slab_lab, _PARASPINAL, px)

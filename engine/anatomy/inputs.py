@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.anatomy._boxes import Box, label_boxes
 from engine.anatomy.labels import BODY_LEVELS, MUSCLE_LABELS, Segmentation
 from engine.errors import VfriskError
 from engine.load.volume import AIR_HU
@@ -189,6 +190,25 @@ def _scale(hu: np.ndarray, settings: PreprocessingSettings) -> np.ndarray:
     return (x - np.float32(x_min)) / np.float32(x_max - x_min)
 
 
+def _axis_map(
+    n_in: int, n_out: int, scale: float, offset: float, order: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Source index, linear weight and inside-mask of each output index along one axis.
+
+    As ``scipy.ndimage.affine_transform`` with ``mode="constant"``: output ``o`` samples
+    input coordinate ``scale * o + offset``; a coordinate outside ``[0, n_in - 1]`` gives
+    ``cval``; order 0 takes ``floor(x + 0.5)``, order 1 interpolates ``i0`` and ``i0 + 1``.
+    """
+    # in scipy's order of operations (zoom_shift: (o + offset / scale) * scale), so that
+    # nearest-neighbour ties at exactly half a voxel round the same way
+    x = (np.arange(n_out, dtype=np.float64) + offset / scale) * scale
+    inside = (x >= 0.0) & (x <= n_in - 1)
+    if order == 0:
+        return np.clip(np.floor(x + 0.5), 0, n_in - 1).astype(np.intp), None, inside
+    i0 = np.clip(np.floor(x), 0, max(n_in - 2, 0)).astype(np.intp)
+    return i0, np.clip(x - i0, 0.0, 1.0), inside
+
+
 def _resample(
     data: np.ndarray,
     scale_zyx: np.ndarray,
@@ -197,13 +217,35 @@ def _resample(
     order: int,
     cval: float,
 ) -> np.ndarray:
-    """Output index o -> input index ``scale * o + offset`` (axis-aligned), spline ``order``."""
-    from scipy import ndimage
+    """Output index o -> input index ``scale * o + offset`` (axis-aligned), order 0 or 1.
 
-    return ndimage.affine_transform(
-        data, scale_zyx, offset=offset_zyx, output_shape=shape, order=order,
-        mode="constant", cval=cval, prefilter=False,
-    )  # fmt: skip
+    The result of ``scipy.ndimage.affine_transform(data, scale, offset, shape, order,
+    mode="constant", cval, prefilter=False)`` (to float32 rounding), computed one axis at
+    a time on the part of ``data`` the output reads: 3-7x faster, and it never touches
+    the rest of a 512 x 512 x N volume.
+    """
+    maps = [
+        _axis_map(n, m, float(sc), float(of), order)
+        for n, m, sc, of in zip(data.shape, shape, scale_zyx, offset_zyx, strict=True)
+    ]
+    lo = [int(i0.min()) for i0, _, _ in maps]
+    hi = [min(n, int(i0.max()) + 1 + order) for n, (i0, _, _) in zip(data.shape, maps, strict=True)]
+    out = data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    for axis, (i0, w, _) in enumerate(maps):
+        i0 = i0 - lo[axis]
+        if w is None:
+            out = np.take(out, i0, axis=axis)
+            continue
+        i1 = np.minimum(i0 + 1, out.shape[axis] - 1)
+        bcast = [1, 1, 1]
+        bcast[axis] = -1
+        wt = w.reshape(bcast)
+        out = np.take(out, i0, axis=axis) * (1.0 - wt) + np.take(out, i1, axis=axis) * wt
+    inside = maps[0][2][:, None, None] & maps[1][2][None, :, None] & maps[2][2][None, None, :]
+    out = out.astype(data.dtype, copy=False)
+    if not inside.all():
+        out = np.where(inside, out, np.asarray(cval, dtype=data.dtype))
+    return out
 
 
 def level_patch(
@@ -220,19 +262,35 @@ def level_patch(
         'T12'..'L4'.
     settings : PreprocessingSettings
     """
+    return _level_patch(hu, segmentation, level, settings, label_boxes(segmentation.labels))
+
+
+def _level_patch(
+    hu: np.ndarray,
+    segmentation: Segmentation,
+    level: str,
+    settings: PreprocessingSettings,
+    boxes: dict[int, Box],
+) -> LevelPatch | None:
+    """:func:`level_patch` given the segmentation's :func:`label_boxes`."""
     grid = segmentation.grid
     labels = segmentation.labels
-    body = labels == _LEVEL_ID[level]
-    ks = np.flatnonzero(body.any(axis=(1, 2)))
-    if ks.size == 0:
+    lid = _LEVEL_ID[level]
+    if lid not in boxes:
         return None
-    slab = labels[ks[0] : ks[-1] + 1]
+    box = boxes[lid]
+    k_first, k_last = box[0].start, box[0].stop - 1
+    # the body and the muscles on the body's slices, in the box that can hold them
     muscle_ids = np.array(sorted(MUSCLE_LABELS), dtype=np.uint8)
-    region = (slab == _LEVEL_ID[level]) | np.isin(slab, muscle_ids)
-    js = np.flatnonzero(region.any(axis=(0, 2)))
-    is_ = np.flatnonzero(region.any(axis=(0, 1)))
+    near = [box] + [boxes[m] for m in MUSCLE_LABELS if m in boxes]
+    j_lo, j_hi = min(b[1].start for b in near), max(b[1].stop for b in near)
+    i_lo, i_hi = min(b[2].start for b in near), max(b[2].stop for b in near)
+    slab = labels[k_first : k_last + 1, j_lo:j_hi, i_lo:i_hi]
+    region = (slab == lid) | np.isin(slab, muscle_ids)
+    js = np.flatnonzero(region.any(axis=(0, 2))) + j_lo
+    is_ = np.flatnonzero(region.any(axis=(0, 1))) + i_lo
     centre_kji = np.array(
-        [(ks[0] + ks[-1]) / 2, (js[0] + js[-1]) / 2, (is_[0] + is_[-1]) / 2], dtype=np.float64
+        [(k_first + k_last) / 2, (js[0] + js[-1]) / 2, (is_[0] + is_[-1]) / 2], dtype=np.float64
     )
     spacing_in = np.array(grid.spacing_zyx)
     spacing_crop = np.array(settings.spacing_zyx_mm)
@@ -245,8 +303,8 @@ def level_patch(
     lab = _resample(labels, scale, offset, crop_shape, 0, 0)
     # the level's muscles only within the body's own cranio-caudal extent (Kong et al.)
     k_crop = np.arange(crop_shape[0]) * scale[0] + offset[0]
-    in_level = (k_crop >= ks[0] - 0.5) & (k_crop <= ks[-1] + 0.5)
-    body_c = lab == _LEVEL_ID[level]
+    in_level = (k_crop >= k_first - 0.5) & (k_crop <= k_last + 0.5)
+    body_c = lab == lid
     muscle_c = np.isin(lab, muscle_ids) & in_level[:, None, None]
     image = _scale(image, settings).astype(np.float32)
     # resize: network index o -> crop index (o + 0.5) * crop / net - 0.5 (centres aligned)
@@ -295,8 +353,9 @@ def build_inputs(
     bone_muscle = np.zeros(shape, dtype=dtype)
     present = np.zeros(n, dtype=bool)
     centres = np.full((n, 3), np.nan)
+    boxes = label_boxes(segmentation.labels)
     for row, level in enumerate(settings.levels):
-        patch = level_patch(hu, segmentation, level, settings)
+        patch = _level_patch(hu, segmentation, level, settings, boxes)
         if patch is None:
             continue
         present[row] = True

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.anatomy._levels import lateral_bone, name_bodies
-from engine.anatomy._muscles import segment_muscles
+from engine.anatomy._muscles import label_muscles
 from engine.anatomy._spine import find_bodies, locate_column
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
 from engine.errors import VfriskError
@@ -64,7 +64,8 @@ def segment(volume: Volume) -> Segmentation:
             f"{where} has {grid.shape_zyx[0]} slices; the anatomy stage needs at least "
             f"{MIN_SLICES} covering T12-L4",
         )
-    if float(hu.max()) <= -900.0:
+    # a strided look first: the full maximum is read only when the sample is all air
+    if float(hu[::4, ::4, ::4].max()) <= -900.0 and float(hu.max()) <= -900.0:
         raise VfriskError("empty_volume", f"{where} holds only air (max {hu.max():.0f} HU)")
     column = locate_column(hu, grid)
     if column is None:
@@ -72,7 +73,7 @@ def segment(volume: Volume) -> Segmentation:
             "no_spine_found",
             f"{where}: no bone column was found in the body; is this a CT of the trunk?",
         )
-    bodies, body_lab = find_bodies(hu, grid, column)
+    bodies, body_lab, (rows, cols) = find_bodies(hu, grid, column)
     if not bodies:
         raise VfriskError(
             "not_abdomen",
@@ -87,16 +88,19 @@ def segment(volume: Volume) -> Segmentation:
             f"{where}: {len(bodies)} vertebral bodies found but neither ribs nor pelvis to "
             "name them; the scan must reach the last ribs (T12) or the iliac wings (L5)",
         )
-    labels = np.zeros(grid.shape_zyx, np.uint8)
+    # everything below works on the column crop (the bodies lie in it) and the muscle
+    # window: no pass over the whole 512 x 512 x N volume
+    lut = np.zeros(256, np.uint8)
     present = []
     for n, (body, name) in enumerate(zip(bodies, names, strict=True), 1):
         if name in _LEVEL_ID and body.found and not body.touches_edge:
-            labels[body_lab == n] = _LEVEL_ID[name]
+            lut[n] = _LEVEL_ID[name]
             present.append(name)
     levels = tuple(lv for lv in BODY_LEVELS.values() if lv in present)
     flags = flags + tuple(f"missing_{lv}" for lv in BODY_LEVELS.values() if lv not in present)
+    labels = np.zeros(grid.shape_zyx, np.uint8)
     if levels:
-        ks = np.nonzero(labels.any(axis=(1, 2)))[0]
-        muscles = segment_muscles(hu, grid, labels > 0, (int(ks[0]), int(ks[-1]) + 1))
-        np.copyto(labels, muscles, where=muscles > 0)
+        body_crop = lut[body_lab]
+        labels[:, rows, cols] = body_crop
+        label_muscles(hu, grid, labels, body_crop, (rows, cols))
     return Segmentation(labels=labels, grid=grid, levels=levels, flags=flags, source="builtin")
