@@ -98,9 +98,10 @@ def score_db(score_cohort: dict[str, object], tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random, tiny multitask checkpoint (seeded) for preprocessing ``pp1``."""
+    """A random, tiny multitask checkpoint (seeded) for the engine's preprocessing."""
     import torch
 
+    from engine.config import load_config
     from models.checkpoint import save_checkpoint
     from models.config import ModelConfig
     from models.network import FractureNet
@@ -111,7 +112,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dropout=0.0, layer_scale_init=0.1, max_followup=7,
     )  # fmt: skip
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(FractureNet(config), path, preprocessing_version="pp1")
+    version = load_config()["preprocessing"]["version"]
+    save_checkpoint(FractureNet(config), path, preprocessing_version=version)
     return path
 
 

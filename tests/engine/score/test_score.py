@@ -63,7 +63,7 @@ def test_score_writes_every_table_and_records_bad_series(
     model = store.query("SELECT * FROM models").iloc[0]
     assert model["model_id"] == summary.model_id
     assert model["sha256"] == hashlib.sha256(tiny_model.read_bytes()).hexdigest()
-    assert model["preprocessing_version"] == "pp1"
+    assert model["preprocessing_version"] == load_config()["preprocessing"]["version"]
     run = store.query("SELECT * FROM runs WHERE command = 'score'").iloc[0]
     assert (run["status"], run["model_id"], run["device"]) == ("ok", summary.model_id, "cpu")
     counts = json.loads(run["counts"])

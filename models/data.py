@@ -1,0 +1,391 @@
+"""Training data: labelled patients, their cached model inputs, and stratified batches.
+
+- :func:`build_cache`: every linked patient (``clinical_links.status = 'linked'``) of the
+  requested sites, its index scan prepared once by :func:`engine.prepare.prepare_many`
+  and cached as ``.npz`` (:func:`engine.anatomy.save_inputs`), so epochs never decode
+  DICOM again; the biomarkers measured on the way are written to the ``biomarkers``
+  table. A cache file is named by series, preprocessing version, settings digest and the
+  series' ``content_hash``: other preprocessing or a changed series (a slice added or
+  replaced, ``vfrisk index``) misses the cache and is prepared again. A series that fails
+  is reported (series, stage, reason) and skipped.
+- :func:`load_examples`: the cached inputs in memory.
+- :func:`stratified_batches` and :func:`make_batch`: the batches of an epoch. Kong et al.
+  sample positive/negative pairs; here every batch is a stratified slice of the training
+  set (strata: prevalent fracture yes/no x incident fracture within the horizon yes/no),
+  so each batch holds prevalent-fracture and incident-fracture positives in the cohort's
+  own proportions, and the predicted probabilities stay calibrated (no oversampling).
+
+Labels come from the clinical table only: ``prevalent_vf`` for detection,
+``followup_years`` and ``event_type`` (0 censored, 1 fracture, 2 death) for survival.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from glob import escape as glob_escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.anatomy.inputs import (
+    ModelInputs,
+    PreprocessingSettings,
+    cache_path,
+    load_inputs,
+    save_inputs,
+)
+from engine.prepare import PreparedSeries, PrepareFailure, jobs_for, prepare_many
+from models.config import ModelConfig
+from models.losses import survival_labels
+from models.sampling import ModelBatch, sample_triplets, to_batch
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.store import Store
+
+__all__ = [
+    "CacheResult",
+    "Example",
+    "TrainBatch",
+    "build_cache",
+    "cache_file",
+    "fracture_strata",
+    "load_examples",
+    "make_batch",
+    "stratified_batches",
+]
+
+#: Prepared series whose biomarkers are written in one transaction.
+_WRITE_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Example:
+    """One patient of a training or evaluation set.
+
+    Attributes
+    ----------
+    patient_id : str
+    series_uid : str
+        The patient's index scan (``clinical_links``).
+    site : str
+    cache_path : Path
+        Its cached :class:`~engine.anatomy.inputs.ModelInputs` (``.npz``).
+    prevalent_vf : int or None
+        1 prevalent vertebral fracture on the scan, 0 none, None unknown.
+    followup_years : float
+        Years from the scan to fracture, death or last contact.
+    event : int
+        0 censored, 1 vertebral fracture, 2 death before fracture (``event_type``).
+    content_hash : str
+        ``series.content_hash`` the cache was made from.
+    """
+
+    patient_id: str
+    series_uid: str
+    site: str
+    cache_path: Path
+    prevalent_vf: int | None
+    followup_years: float
+    event: int
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    """What :func:`build_cache` found and made.
+
+    Attributes
+    ----------
+    examples : tuple of Example
+        Patients with usable cached inputs, ordered by patient_id.
+    failures : tuple of PrepareFailure
+        Series that could not be prepared (stage, reason code, message); skipped.
+    prepared : int
+        Series prepared in this call.
+    reused : int
+        Series whose cache file was already there.
+    seconds : float
+        Wall time of the call.
+    """
+
+    examples: tuple[Example, ...]
+    failures: tuple[PrepareFailure, ...]
+    prepared: int
+    reused: int
+    seconds: float
+
+    def sites(self) -> list[str]:
+        """Sites present among the examples, sorted."""
+        return sorted({e.site for e in self.examples})
+
+
+def cache_file(
+    cache_dir: Path | str, series_uid: str, settings: PreprocessingSettings, content_hash: str
+) -> Path:
+    """Cache file of a series: ``<uid>.<version>.<settings digest>.<content hash>.npz``."""
+    content = re.sub(r"[^A-Za-z0-9]", "", content_hash)[:16] or "nohash"
+    return cache_path(cache_dir, series_uid, f"{settings.version}.{settings.digest()}.{content}")
+
+
+def _store_inputs(prepared: PreparedSeries, target: Path) -> None:
+    """Save with the engine's writer, then move to the content-keyed name (atomic).
+
+    The file of an older content of the same series (same settings) is removed; files of
+    other settings stay (another configuration may still use them).
+    """
+    staging = target.parent / ".staging"
+    written = save_inputs(prepared.inputs, staging)
+    stem = target.name.removesuffix(".npz")
+    prefix = stem[: stem.rfind(".") + 1]  # everything up to the content hash
+    older = re.compile(re.escape(prefix) + r"[A-Za-z0-9]{1,16}\.npz")
+    for stale in target.parent.glob(f"{glob_escape(prefix)}*.npz"):
+        if stale != target and older.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
+    written.replace(target)
+
+
+def build_cache(
+    store: Store,
+    config: Any,
+    cache_dir: Path | str,
+    *,
+    sites: Sequence[str] | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    settings: PreprocessingSettings | None = None,
+    run_id: str | None = None,
+) -> CacheResult:
+    """Make sure every linked patient of ``sites`` has cached model inputs.
+
+    Parameters
+    ----------
+    store : Store
+        The database (read for the labels and files; written for biomarkers, one short
+        transaction per batch of prepared series).
+    config : engine.config.Config or mapping
+        Its ``[loading]`` table, and ``[preprocessing]`` unless ``settings`` is given.
+    cache_dir : path-like
+        Folder of the ``.npz`` files (created).
+    sites : sequence of str, optional
+        Clinical sites to include; None = all.
+    workers : int
+        Worker processes preparing series.
+    progress : callable, optional
+        ``progress(done, total)`` over the series that need preparing.
+    settings : PreprocessingSettings, optional
+        Default: from ``config``.
+    run_id : str, optional
+        Stored with the biomarkers.
+
+    Returns
+    -------
+    CacheResult
+    """
+    from engine.store.biomarker_tables import insert_biomarkers
+    from engine.store.training_tables import labelled_scans
+
+    t0 = time.perf_counter()
+    settings = settings or PreprocessingSettings.from_config(config)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with store.read() as con:
+        rows = labelled_scans(con, sites)
+        examples = {
+            uid: Example(
+                patient_id=pid,
+                series_uid=uid,
+                site=site,
+                cache_path=cache_file(cache_dir, uid, settings, content),
+                prevalent_vf=prevalent,
+                followup_years=years,
+                event=event,
+                content_hash=content,
+            )  # fmt: skip
+            for pid, uid, site, prevalent, years, event, content in rows
+        }
+        missing = [uid for uid, ex in examples.items() if not ex.cache_path.is_file()]
+        jobs = jobs_for(con, missing)
+    reused = len(examples) - len(missing)
+    failures: list[PrepareFailure] = []
+    pending: list[PreparedSeries] = []
+
+    def flush() -> None:
+        if pending:
+            with store.write() as con:
+                insert_biomarkers(
+                    con, [p.biomarkers for p in pending],
+                    preprocessing_version=settings.version, run_id=run_id,
+                )  # fmt: skip
+            pending.clear()
+
+    if progress is not None and jobs:
+        progress(0, len(jobs))
+    results = prepare_many(jobs, dict(config["loading"]), settings, workers=workers)
+    for done, result in enumerate(results, start=1):
+        if isinstance(result, PrepareFailure):
+            failures.append(result)
+        else:
+            _store_inputs(result, examples[result.series_uid].cache_path)
+            pending.append(result)
+            if len(pending) >= _WRITE_BATCH:
+                flush()
+        if progress is not None:
+            progress(done, len(jobs))
+    flush()
+    failed = {f.series_uid for f in failures}
+    kept = sorted(
+        (ex for uid, ex in examples.items() if uid not in failed), key=lambda e: e.patient_id
+    )
+    return CacheResult(
+        examples=tuple(kept),
+        failures=tuple(failures),
+        prepared=len(jobs) - len(failures),
+        reused=reused,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def load_examples(
+    examples: Sequence[Example],
+    settings: PreprocessingSettings | None = None,
+    *,
+    variant: str | None = None,
+) -> list[ModelInputs]:
+    """The cached inputs of ``examples``, in order.
+
+    Parameters
+    ----------
+    examples : sequence of Example
+    settings : PreprocessingSettings, optional
+        A file made with other settings is refused (``preprocessing_mismatch``).
+    variant : {'bone', 'bone_muscle'}, optional
+        Keep only this array in memory (half the memory of a training set): the other
+        one becomes a read-only all-zero view that costs no memory. None keeps both.
+
+    Returns
+    -------
+    list of ModelInputs
+    """
+    if variant not in (None, "bone", "bone_muscle"):
+        raise ValueError(f"variant must be 'bone' or 'bone_muscle', got {variant!r}")
+    out = []
+    for ex in examples:
+        inputs = load_inputs(ex.cache_path, settings)
+        if variant is not None:
+            drop = "bone_muscle" if variant == "bone" else "bone"
+            kept = getattr(inputs, variant)
+            empty = np.broadcast_to(np.zeros((), dtype=kept.dtype), kept.shape)
+            fields = {**inputs.__dict__, drop: empty}
+            inputs = ModelInputs(**fields)
+        out.append(inputs)
+    return out
+
+
+def fracture_strata(examples: Sequence[Example], max_followup: int) -> np.ndarray:
+    """Stratum per example: 2 x prevalent fracture + incident fracture within the horizon."""
+    prevalent = np.array([e.prevalent_vf == 1 for e in examples])
+    incident = np.array(
+        [e.event == 1 and e.followup_years < max_followup for e in examples], dtype=bool
+    )
+    return prevalent.astype(np.int64) * 2 + incident
+
+
+def stratified_batches(
+    examples: Sequence[Example], batch_size: int, max_followup: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch's batches (indices into ``examples``), each a stratified slice.
+
+    Each stratum (prevalent fracture x incident fracture within ``max_followup`` years) is
+    shuffled and spread evenly over the epoch (systematic sampling with a random start),
+    so every batch holds the strata in about the cohort's proportions.
+
+    Parameters
+    ----------
+    examples : sequence of Example
+    batch_size : int
+    max_followup : int
+        Years of the survival horizon.
+    rng : np.random.Generator
+        Seeded by the caller: the same state gives the same batches.
+
+    Returns
+    -------
+    list of np.ndarray
+        int64 indices; every example appears exactly once per epoch; the last batch may
+        be smaller.
+    """
+    strata = fracture_strata(examples, max_followup)
+    keys = np.empty(len(examples))
+    for s in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == s))
+        keys[members] = (np.arange(members.size) + rng.random()) / members.size
+    order = np.argsort(keys, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
+
+
+@dataclass(frozen=True)
+class TrainBatch:
+    """Images and labels of one training batch (tensors on the training device).
+
+    Attributes
+    ----------
+    batch : ModelBatch
+        images (B, n_levels, K, 3, H, W) and level_present (B, n_levels).
+    prevalent : torch.Tensor
+        float32, shape (B,): 1 prevalent fracture, 0 none (0 where unknown).
+    prevalent_known : torch.Tensor
+        bool, shape (B,): the detection label is known.
+    y_seq, mask : torch.Tensor
+        float32, shape (B, T): Mirai's yearly labels and censoring mask.
+    """
+
+    batch: ModelBatch
+    prevalent: torch.Tensor
+    prevalent_known: torch.Tensor
+    y_seq: torch.Tensor
+    mask: torch.Tensor
+
+
+def make_batch(
+    examples: Sequence[Example],
+    inputs: Sequence[ModelInputs],
+    index: np.ndarray,
+    config: ModelConfig,
+    rng: np.random.Generator | None,
+    device: str | torch.device = "cpu",
+) -> TrainBatch:
+    """Images (random slice triplets when ``rng`` is given) and labels of ``index``.
+
+    Parameters
+    ----------
+    examples, inputs : sequence
+        Aligned: ``inputs[i]`` is the cached input of ``examples[i]``.
+    index : np.ndarray
+        Which patients.
+    config : ModelConfig
+    rng : np.random.Generator or None
+        Training triplets (:func:`models.sampling.sample_triplets`); None = centred.
+    device : str or torch.device
+    """
+    import torch
+
+    chosen = [examples[i] for i in index]
+    samples = [sample_triplets(inputs[i], config, rng) for i in index]
+    known = np.array([e.prevalent_vf is not None for e in chosen])
+    prevalent = np.array([float(e.prevalent_vf or 0) for e in chosen], dtype=np.float32)
+    labels = survival_labels(
+        [e.followup_years for e in chosen], [e.event for e in chosen], config.max_followup
+    )
+    return TrainBatch(
+        batch=to_batch(samples, device),
+        prevalent=torch.from_numpy(prevalent).to(device),
+        prevalent_known=torch.from_numpy(known).to(device),
+        y_seq=torch.from_numpy(labels.y_seq).to(device),
+        mask=torch.from_numpy(labels.mask).to(device),
+    )

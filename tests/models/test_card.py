@@ -1,0 +1,145 @@
+"""The model card: metrics against the evaluation module, rendering, the synthetic check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.evaluation import SurvivalTarget, auroc, calibration, cumulative_dynamic_auc, harrell_c
+from models.card import (
+    NOTICE,
+    card_paths,
+    find_cohort_manifest,
+    metrics_for,
+    record_check,
+    write_card,
+)
+from models.data import Example
+from models.inference import Prediction
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "example"
+
+
+def _cohort(n: int, seed: int) -> tuple[list[Example], list[Prediction]]:
+    """Patients whose risk and fracture probability carry signal, plus noise."""
+    rng = np.random.default_rng(seed)
+    frail = rng.normal(size=n)
+    time = rng.exponential(4.0 / np.exp(0.8 * frail))
+    censor = rng.uniform(1, 7, size=n)
+    event = np.where(time <= censor, 1, 0)
+    event[(event == 0) & (rng.random(n) < 0.1)] = 2
+    years = np.minimum(time, censor)
+    prevalent = (frail + rng.normal(size=n) > 1.0).astype(int)
+    examples, preds = [], []
+    for i in range(n):
+        examples.append(Example(f"P{i}", f"1.2.{i}", "dev", Path("x.npz"), int(prevalent[i]),
+                                float(years[i]), int(event[i])))  # fmt: skip
+        base = 1 / (1 + np.exp(-(frail[i] - 2.0)))
+        risk = tuple(float(1 - (1 - base) ** t) for t in range(1, 6))
+        p = float(1 / (1 + np.exp(-(frail[i] + rng.normal()))))
+        preds.append(Prediction(f"1.2.{i}", p, risk))
+    return examples, preds
+
+
+def test_metrics_for_against_the_evaluation_module() -> None:
+    examples, preds = _cohort(300, seed=4)
+    m = metrics_for(examples, preds, n_boot=200, seed=1)
+    target = SurvivalTarget.from_arrays([e.followup_years for e in examples],
+                                        [e.event for e in examples])  # fmt: skip
+    risk = np.array([p.risk for p in preds])
+    # reference: the same calls made directly (tolerance: rounding to 4 decimals)
+    c = harrell_c(target, risk[:, 4], n_boot=200, seed=1)
+    assert m["c_index"]["estimate"] == pytest.approx(c.estimate, abs=1e-4)
+    assert m["c_index"]["ci_low"] == pytest.approx(c.ci_low, abs=1e-4)
+    td = cumulative_dynamic_auc(target, risk[:, [1, 2, 4]], [2, 3, 5], n_boot=200, seed=1)
+    assert [m["td_auc"][k]["estimate"] for k in ("2y", "3y", "5y")] == pytest.approx(
+        td.estimate, abs=1e-4
+    )
+    a = auroc([e.prevalent_vf for e in examples], [p.p_fracture for p in preds])
+    assert m["detection_auroc"]["estimate"] == pytest.approx(a.estimate, abs=1e-4)
+    cal = calibration(target, risk[:, 4], 5.0)
+    assert m["calibration_5y"]["slope"]["estimate"] == pytest.approx(cal.slope, abs=1e-4)
+    assert m["n"] == 300 and m["prevalent"] == sum(e.prevalent_vf for e in examples)
+    assert m["incident_5y"] == sum(e.event == 1 and e.followup_years < 5 for e in examples)
+    assert 0.5 < m["c_index"]["estimate"] < 1.0 and not m["notes"]
+
+
+def test_metrics_for_says_why_a_metric_is_missing() -> None:
+    examples, preds = _cohort(20, seed=2)
+    censored = [Example(e.patient_id, e.series_uid, e.site, e.cache_path, e.prevalent_vf,
+                        e.followup_years, 0) for e in examples]  # fmt: skip
+    m = metrics_for(censored, preds)
+    assert "c_index" not in m and m["notes"] and "fracture" in m["notes"][0]
+    detection_only = [Prediction(p.series_uid, p.p_fracture, None) for p in preds]
+    m = metrics_for(examples, detection_only)
+    assert "c_index" not in m and "detection_auroc" in m
+
+
+def _card(metrics: dict) -> dict:
+    return {
+        "format": "vfrisk-model-card/1", "notice": NOTICE, "name": "net", "model_id": "ab12",
+        "checkpoint": "net.pt", "checkpoint_bytes": 10, "created_at": "2026-01-01T00:00:00Z",
+        "code_version": "0.1.0", "command": "vfrisk train --db x.duckdb",
+        "reproduce": ["vfrisk synth c --patients 5 --sites dev:1 --seed 1 --resolution low",
+                      "vfrisk train --db x.duckdb"],
+        "data": {"cohort": None, "clinical_patients_per_site": {"dev": 5},
+                 "training_sites": ["dev"], "labels": "clinical table",
+                 "patients_with_inputs": {"dev": {"patients": 5, "prevalent": 1,
+                                                  "prevalence": 0.2, "incident_5y": 1,
+                                                  "incidence_5y_crude": 0.2}},
+                 "prepare_failures": []},
+        "configuration": {
+            "model": {"task": "multitask", "input_variant": "bone_muscle",
+                      "weighting": "uncertainty", "width": 32, "depth": [1, 1, 2, 1],
+                      "fusion": "attention", "triplets_per_level": 3},
+            "train": {"recipe": "default", "optimizer": "AdamW", "lr": 0.001,
+                      "weight_decay": 0.0001, "batch_size": 16, "batches": "stratified",
+                      "epochs": 30, "patience": 8, "seed": 0, "folds": None,
+                      "val_fraction": 0.2},
+            "preprocessing": {"version": "pp1", "intensity": "fixed_window"}},
+        "training": {"device": "cpu", "cpu_threads": 2, "train_seconds": 12.0,
+                     "total_seconds": 20.0, "prepare_seconds": 8.0, "saved_fold": 1,
+                     "folds": [{"fold": 1, "best_epoch": 3, "epochs_run": 5,
+                                "val_metric": 0.7}]},
+        "metrics": {"internal_validation": metrics, "external": {"ext_a": metrics}},
+    }  # fmt: skip
+
+
+def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
+    examples, preds = _cohort(120, seed=5)
+    metrics = metrics_for(examples, preds, n_boot=100)
+    checkpoint = tmp_path / "net.pt"
+    json_path, md_path = write_card(_card(metrics), checkpoint)
+    assert (json_path, md_path) == card_paths(checkpoint)
+    assert json_path.name == "net.card.json" and md_path.name == "net.card.md"
+    md = md_path.read_text()
+    assert md.count(NOTICE) == 2 and "| internal validation | 120 |" in md
+    assert "| external: ext_a | 120 |" in md and "vfrisk synth c --patients 5" in md
+    c = metrics["c_index"]
+    assert f"{c['estimate']:.3f} ({c['ci_low']:.3f}-{c['ci_high']:.3f})" in md
+    check = {
+        "cohort": {"seed": 77, "patients": 150, "sites": "ext_a:1,ext_b:1", "resolution": "low"},
+        "model_id": "ab12", "n": 149, "failed": 1, "grade2_cases": 12, "any_grade_cases": 20,
+        "incident_5y": 15,
+        "detection_auroc_grade2": {"estimate": 0.9, "ci_low": 0.8, "ci_high": 0.97},
+        "detection_auroc_any": {"estimate": 0.8, "ci_low": 0.7, "ci_high": 0.9},
+        "c_index": {"model_5y": {"estimate": 0.7, "ci_low": 0.6, "ci_high": 0.8},
+                    "oracle_image_5y": {"estimate": 0.75, "ci_low": 0.65, "ci_high": 0.85}},
+        "c_ratio_to_oracle_image": 0.9333,
+    }  # fmt: skip
+    record_check(checkpoint, check)
+    assert json.loads(json_path.read_text())["synthetic_check"] == check
+    md = md_path.read_text()
+    assert "seed 77, 150 patients" in md and "grade >= 2: 0.900 (0.800-0.970)" in md
+    assert "model / oracle_image c-index: 0.933" in md
+
+
+def test_find_cohort_manifest_from_a_hint() -> None:
+    found = find_cohort_manifest(store=None, examples=[], hint=SAMPLE)  # type: ignore[arg-type]
+    assert found is not None and found["request"]["seed"] == 9
+    assert found["path"] == str((SAMPLE / "manifest.json").resolve())
+    assert "labels" not in found
+    assert find_cohort_manifest(store=None, examples=[], hint=SAMPLE / "archive") is None  # type: ignore[arg-type]
