@@ -215,6 +215,10 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--workers", type=_positive_int, metavar="N")
     fit.add_argument("--recipe", choices=("default", "convnext_tiny"))
     fit.add_argument(
+        "--select", choices=("c_index", "mean"),
+        help="validation metric that picks the epoch (mean: of c-index and detection AUROC)",
+    )  # fmt: skip
+    fit.add_argument(
         "--cohort", type=Path, metavar="DIR",
         help="the `vfrisk synth` folder, when the archive paths do not lead to its manifest",
     )  # fmt: skip
@@ -263,6 +267,11 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, help="working folder (default from config)")
     demo.add_argument("--patients", type=_positive_int, metavar="N")
     demo.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
+    demo.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="stop after the report instead of serving the dashboard on the demo database",
+    )
     dash = sub.add_parser(
         "dashboard",
         help="open the cohort dashboard (Streamlit) on a database, read-only",
@@ -463,7 +472,7 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
     # the command as given (options in a fixed order), recorded in the checkpoint and card
     words = ["vfrisk", *(["--config", args.config] if args.config else []), "train"]
     options = ("db", "out", "cache", "variant", "task", "weighting", "epochs", "batch_size",
-               "seed", "folds", "device", "workers", "recipe", "cohort")  # fmt: skip
+               "seed", "folds", "device", "workers", "recipe", "select", "cohort")  # fmt: skip
     for name in options:
         value = getattr(args, name)
         if value is not None:
@@ -472,7 +481,7 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
         config, db=db, out=args.out, cache_dir=args.cache, variant=args.variant,
         task=args.task, weighting=args.weighting, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, folds=args.folds, device=args.device,
-        workers=args.workers, recipe=args.recipe, cohort=args.cohort,
+        workers=args.workers, recipe=args.recipe, select=args.select, cohort=args.cohort,
         command=shlex.join(words),
     )  # fmt: skip
     logs.configure(
@@ -525,6 +534,7 @@ def _cmd_experiments(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from engine import logs
+    from engine.config import find_config_file
     from engine.demo import run_demo
 
     folder = args.dir or Path(config["demo"]["dir"])
@@ -535,6 +545,8 @@ def _cmd_demo(args: argparse.Namespace, config: Config) -> int:
         workers=args.workers,
         config=config,
         progress=_progress("synth"),
+        dashboard=not args.no_dashboard,
+        config_file=find_config_file(args.config),
     )
 
 

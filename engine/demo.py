@@ -14,7 +14,8 @@ Stages so far, in ``DIR`` (default ``./vfrisk-demo``):
 5. print the Markdown evaluation report (``vfrisk report``): the model against FRAX when
    the scans were scored, else the cohort and FRAX alone.
 
-The dashboard joins as its issue lands (marked at the end of :func:`run_demo`).
+6. serve the dashboard on the demo database (``vfrisk dashboard``) until Ctrl-C, unless
+   ``--no-dashboard``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def run_demo(
     workers: int,
     config: Config,
     progress: Callable[[int, int], None] | None = None,
+    dashboard: bool = True,
+    config_file: Path | None = None,
 ) -> int:
     """Run the demo in ``folder``; return the exit status.
 
@@ -54,6 +57,11 @@ def run_demo(
         The merged configuration (``[synth]`` sites and seed, ``[eligibility]`` rules).
     progress : callable, optional
         Progress callback ``(done, total)`` of the generation.
+    dashboard : bool
+        End by serving ``vfrisk dashboard`` on the demo database (until Ctrl-C); False
+        prints the command instead.
+    config_file : Path, optional
+        The user's configuration file, handed to the dashboard server.
     """
     from engine.index import IndexRequest, index_archive, rules_from_config
     from engine.store import Store
@@ -109,8 +117,18 @@ def run_demo(
     report = build_report(store, report_settings(config), config_hash=config.hash())
     print(to_markdown(build_document(report)))
 
-    # -- dashboard (issue 8): start `vfrisk dashboard` on folder / "vfrisk.duckdb" here. ----
-    return 0
+    if not dashboard:
+        print(f"Open the dashboard with: vfrisk dashboard --db {store.path}")
+        return 0
+    from dashboard.launch import serve
+    from dashboard.settings import settings_from_config as dashboard_settings
+
+    settings = dashboard_settings(config)
+    print(
+        f"Starting the dashboard on http://{settings.host}:{settings.port} "
+        "(SYNTHETIC demo cohort; Ctrl-C stops it)."
+    )
+    return serve(store.path, settings.host, settings.port, settings, config_file)
 
 
 def _score(folder: Path, store: Store, *, workers: int, config: Config) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import threading
 import time
 import traceback
 from collections import deque
@@ -344,11 +346,20 @@ _WORKER: dict[str, Any] = {}
 MAX_WORKER_DEATHS = 2
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Leave when the parent process is gone (killed, even by SIGKILL): an orphan worker
+    would otherwise wait for work forever, holding the parent's pipes and memory."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _init_worker(loading: dict[str, Any], settings: PreprocessingSettings, opts: dict) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per worker; the workers fill the machine
     _WORKER.update(loading=loading, settings=settings, opts=opts)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def _run_job(job: SeriesJob) -> PreparedSeries | PrepareFailure:

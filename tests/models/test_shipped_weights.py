@@ -1,0 +1,71 @@
+"""The shipped fracture weights: they load, and detect grade >= 2 prevalent fractures on
+freshly generated external-site patients (issue 6 asks AUROC >= 0.85 on 150 patients:
+not met yet, so that bar is a strict xfail beside a regression floor).
+
+SYNTHETIC weights and data: this says the software works, not how it performs on patients.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.config import load_config
+from models.card import card_paths, synthetic_check
+from models.checkpoint import load_checkpoint
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "fracture_net.pt"
+
+
+def test_shipped_weights_load_with_their_card() -> None:
+    import json
+
+    ck = load_checkpoint(WEIGHTS)
+    assert WEIGHTS.stat().st_size < 50 * 2**20
+    assert ck.config.task == "multitask" and ck.config.input_variant == "bone_muscle"
+    card = json.loads(card_paths(WEIGHTS)[0].read_text())
+    assert card["model_id"] == ck.model_id
+    assert any(cmd.startswith("vfrisk synth ") for cmd in card["reproduce"])
+    assert card["reproduce"][-1].startswith("vfrisk train ")
+
+
+#: What the shipped weights measured on this very cohort (seed 9150, 2026-11-26): grade >= 2
+#: detection AUROC 0.80 (11 cases). The floor below catches a regression (retrained or
+#: damaged weights scoring worse); the issue's own bar (0.85) is the xfail test after it.
+REGRESSION_FLOOR = 0.75
+ISSUE_TARGET = 0.85
+
+
+@pytest.fixture(scope="module")
+def external_check(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The shipped weights scored on 150 freshly generated external-site patients."""
+    cohort = tmp_path_factory.mktemp("shipped") / "ext"
+    # a seed never used for the shipped weights (they were trained on seed 2024, dev only)
+    assert main(["synth", str(cohort), "--patients", "150", "--sites", "ext_a:1,ext_b:1",
+                 "--seed", "9150", "--resolution", "low", "--workers", "2"]) == 0  # fmt: skip
+    check = synthetic_check(WEIGHTS, cohort, load_config(), workers=2)
+    assert check["n"] >= 140 and check["grade2_cases"] >= 5
+    return check
+
+
+@pytest.mark.slow
+def test_shipped_weights_detect_grade2_fractures_on_fresh_external_patients(
+    external_check: dict,
+) -> None:
+    auc = external_check["detection_auroc_grade2"]["estimate"]
+    assert auc >= REGRESSION_FLOOR, f"grade >= 2 detection AUROC {auc} on {external_check['n']}"
+    # the survival head ranks at least as well as the FRAX-like score on the same patients
+    c_index = external_check["c_index"]
+    assert c_index["model_5y"]["estimate"] >= c_index["frax_mof"]["estimate"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 6 open: the shipped weights reach grade >= 2 detection AUROC 0.80 here, "
+    "short of the issue's 0.85 (strict: passing means the bar is met; then drop this mark)",
+)
+def test_shipped_weights_reach_the_issue_detection_bar(external_check: dict) -> None:
+    assert external_check["detection_auroc_grade2"]["estimate"] >= ISSUE_TARGET
