@@ -90,7 +90,15 @@ def test_cli_refuses_an_unknown_index_scan_rule(cohort: Path, db: Path, tmp_path
 
 
 def test_demo_imports_the_clinical_table(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "engine.cli", "demo", "--dir", str(tmp_path / "d")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "demo",
+        "--dir",
+        str(tmp_path / "d"),
+        "--no-dashboard",
+    ]
     out = subprocess.run(
         [*cmd, "--patients", "3", "--workers", "2"],
         capture_output=True, text=True, check=False, cwd=ROOT, env=ENV,
