@@ -112,7 +112,8 @@ def main() -> None:
           f"{time.perf_counter() - t0:.0f} s; workers {args.workers}")  # fmt: skip
     model = work / "random_default.pt"
     torch.manual_seed(0)
-    save_checkpoint(FractureNet(ModelConfig()), model, preprocessing_version="pp1")
+    version = str(config["preprocessing"]["version"])
+    save_checkpoint(FractureNet(ModelConfig()), model, preprocessing_version=version)
 
     store = Store(template)
     uids = list(store.query("SELECT series_uid FROM series WHERE selected ORDER BY series_uid")
