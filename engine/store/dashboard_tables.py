@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from engine.store.report_tables import table_names
+
 __all__ = [
     "DAYS_PER_YEAR",
     "HISTOGRAM_COLUMNS",
@@ -124,24 +126,9 @@ class WorklistFilter:
     max_l1_hu: float | None = None
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() "
-        "WHERE NOT internal"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    rows = con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows of each table the dashboard reads (-1 when the table does not exist)."""
-    present = _tables(con)
+    present = table_names(con)
     out = {}
     for t in (
         "instances", "unreadable", "series", "clinical", "clinical_links", "models",
@@ -259,18 +246,15 @@ def funnel(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> pd.DataFrame:
         Columns ``site, files, series, eligible, selected, scored, failed, linked``, one row
         per site, ordered by site.
     """
-    present = _tables(con)
+    present = table_names(con)
     scored = "s.series_uid IN (SELECT series_uid FROM predictions WHERE model_id = ?)"
     params: list[object] = [f.model_id]
     failed = "false"
     if "failures" in present:
-        by_model = "model_id" in _columns(con, "failures")
         failed = (
-            "s.series_uid IN (SELECT series_uid FROM failures"
-            + (" WHERE model_id = ?" if by_model else "")
-            + f") AND NOT {scored}"
+            f"s.series_uid IN (SELECT series_uid FROM failures WHERE model_id = ?) AND NOT {scored}"
         )
-        params += [f.model_id, f.model_id] if by_model else [f.model_id]
+        params += [f.model_id, f.model_id]
     where = []
     if f.sites:
         where.append("list_contains(?::VARCHAR[], site)")
@@ -531,7 +515,7 @@ def evaluation_rows(
     pandas.DataFrame
         The evaluation columns plus ``computed_at``.
     """
-    if "evaluation_latest" not in _tables(con):
+    if "evaluation_latest" not in table_names(con):
         return pd.DataFrame()
     where, params = ["subgroup = ?"], [subgroup]
     if model_ids:
@@ -625,7 +609,7 @@ def patient_detail(
 
 def qa_png(con: duckdb.DuckDBPyConnection, series_uid: str) -> str | None:
     """The QA picture path ``vfrisk score`` recorded for a series (None when none)."""
-    if "series_qa" not in _tables(con):
+    if "series_qa" not in table_names(con):
         return None
     row = con.execute(
         "SELECT qa_png FROM series_qa WHERE series_uid = ? AND qa_png IS NOT NULL "
@@ -647,7 +631,7 @@ def data_quality(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> dict[str, p
         (``site, flag, series``: the QA flags of ``series_qa``, one count per series and
         flag; empty without that table).
     """
-    present = _tables(con)
+    present = table_names(con)
     site_where, params = "", []
     if f.sites:
         site_where = "WHERE list_contains(?::VARCHAR[], site) "
@@ -668,7 +652,7 @@ def data_quality(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> dict[str, p
         ).df(),
     }
     if "failures" in present:
-        by_model = "model_id" in _columns(con, "failures") and f.model_id is not None
+        by_model = f.model_id is not None
         out["failures"] = con.execute(
             "SELECT site, stage, reason_code, count(DISTINCT series_uid) AS series FROM "
             "(SELECT fl.*, coalesce(c.site, '(no clinical data)') AS site FROM failures fl "
@@ -733,7 +717,7 @@ def insert_audit(
 
 def read_audit(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pd.DataFrame:
     """The newest ``limit`` audit rows (empty when the table does not exist yet)."""
-    if "audit" not in _tables(con):
+    if "audit" not in table_names(con):
         return pd.DataFrame(
             columns=["export_id", "action", "who", "exported_at", "filters", "n_rows"]
         )
