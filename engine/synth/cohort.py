@@ -137,14 +137,42 @@ def _study_info(patient: Mapping[str, Any], seed: int):  # noqa: ANN202 - StudyI
     )
 
 
-def _write_nifti(path: Path, array: np.ndarray, grid: Any) -> None:
-    import SimpleITK as sitk
+_NIFTI_DTYPES = {np.dtype(np.uint8): 2, np.dtype(np.int16): 4, np.dtype(np.int32): 8,
+                 np.dtype(np.float32): 16, np.dtype(np.uint16): 512}  # fmt: skip
 
-    image = sitk.GetImageFromArray(array)
-    dz, dy, dx = grid.spacing_zyx
-    image.SetSpacing((dx, dy, dz))
-    image.SetOrigin(grid.origin_xyz)
-    sitk.WriteImage(image, str(path), useCompression=True)
+
+def _write_nifti(path: Path, array: np.ndarray, grid: Any) -> None:
+    """Write a (z, y, x) array on an axis-aligned LPS grid as gzipped NIfTI-1.
+
+    Plain numpy, no SimpleITK: the generator runs where only numpy and torch are installed
+    (the GPU device). The header is the one SimpleITK writes for the same image: LPS is
+    turned into NIfTI's RAS (x and y negated), qform and sform both scanner (code 1), the
+    qform a 180 degree turn about z (quatern d = 1).
+    """
+    import gzip
+    import struct
+
+    array = np.ascontiguousarray(array)
+    if array.dtype not in _NIFTI_DTYPES:
+        raise ValueError(f"{path}: cannot write {array.dtype} as NIfTI")
+    nz, ny, nx = array.shape
+    dz, dy, dx = (float(v) for v in grid.spacing_zyx)
+    ox, oy, oz = (float(v) for v in grid.origin_xyz)
+    header = bytearray(352)  # 348-byte header + 4-byte empty extension flag
+    struct.pack_into("<i", header, 0, 348)
+    header[38:39] = b"r"
+    struct.pack_into("<8h", header, 40, 3, nx, ny, nz, 1, 1, 1, 1)
+    struct.pack_into("<hhh", header, 70, _NIFTI_DTYPES[array.dtype], array.itemsize * 8, 0)
+    struct.pack_into("<8f", header, 76, 1.0, dx, dy, dz, 1.0, 1.0, 1.0, 1.0)
+    struct.pack_into("<fff", header, 108, 352.0, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
+    header[123] = 2  # xyzt_units: millimetres
+    struct.pack_into("<hh", header, 252, 1, 1)  # qform_code, sform_code: scanner
+    struct.pack_into("<6f", header, 256, 0.0, 0.0, 1.0, -ox, -oy, oz)
+    struct.pack_into("<12f", header, 280, -dx, 0, 0, -ox, 0, -dy, 0, -oy, 0, 0, dz, oz)
+    header[344:348] = b"n+1\0"
+    with gzip.open(path, "wb", compresslevel=6) as fh:
+        fh.write(bytes(header))
+        fh.write(array.tobytes())
 
 
 @dataclass(frozen=True)

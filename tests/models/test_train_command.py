@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from engine.anatomy.inputs import ModelInputs
 from engine.cli import main
 from engine.config import load_config
 from models.card import NOTICE
 from models.checkpoint import load_checkpoint
+from models.inference import predict
 from models.train import TrainRequest, train
 
 # A tiny network and run: the command, not the model, is under test here.
@@ -99,6 +103,25 @@ def test_kfold_pools_out_of_fold_predictions(cohort: dict[str, Path], tmp_path: 
     result = train(req, config, log=lambda _: None)
     assert result.val_metrics["n"] == 16  # every patient scored once, out of fold
     assert [f["fold"] for f in result.card["training"]["folds"]] == [1, 2]
+
+
+@pytest.mark.gpu
+def test_cuda_training_with_bf16_autocast_gives_a_checkpoint_that_scores_on_cpu(
+    cohort: dict[str, Path], tmp_path: Path, make_inputs: Callable[..., ModelInputs]
+) -> None:
+    config = load_config(cohort["config"])
+    req = TrainRequest.from_config(config, db=cohort["db"], device="cuda", seed=3,
+                                   out=tmp_path / "cuda.pt")  # fmt: skip
+    result = train(req, config, log=lambda _: None)
+    assert result.card["training"]["device"] == "cuda"
+    ck = load_checkpoint(tmp_path / "cuda.pt")
+    assert not any(t.is_cuda for t in ck.model.state_dict().values())
+    inputs = [make_inputs(s) for s in range(6)]
+    cpu = predict(ck.model, inputs, batch_size=4)
+    gpu = predict(ck.model.to("cuda"), inputs, batch_size=4)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert a.p_fracture == pytest.approx(b.p_fracture, abs=2e-2)
+        assert np.allclose(a.risk, b.risk, atol=2e-2)
 
 
 def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

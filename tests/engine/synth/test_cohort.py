@@ -218,3 +218,27 @@ def test_tables_only_20k_cohort_hits_the_target_ranges_against_lifelines(tmp_pat
     assert 0.75 <= c_full <= 0.80
     assert 0.62 <= cindex(clinical["frax_mof"]) <= 0.68
     assert c_full > c_image + 0.005 > c_bone + 0.01
+
+
+def test_nifti_writer_matches_what_simpleitk_writes(tmp_path: Path) -> None:
+    """The numpy NIfTI writer (no SimpleITK on the GPU device) reads back like SimpleITK's."""
+    from engine.geometry import Grid
+    from engine.synth.cohort import _write_nifti
+
+    rng = np.random.default_rng(3)
+    grid = Grid((-180.5, -200.25, 1234.0), (2.5, 0.7, 0.8), (7, 5, 4))
+    for dtype in (np.uint8, np.int16, np.float32):
+        array = rng.integers(0, 120, size=grid.shape_zyx).astype(dtype)
+        ours = tmp_path / f"ours_{np.dtype(dtype).name}.nii.gz"
+        _write_nifti(ours, array, grid)
+        theirs = sitk.GetImageFromArray(array)
+        theirs.SetSpacing((0.8, 0.7, 2.5))
+        theirs.SetOrigin((-180.5, -200.25, 1234.0))
+        image = sitk.ReadImage(str(ours))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(image), array)
+        assert sitk.GetArrayFromImage(image).dtype == array.dtype
+        assert image.GetSpacing() == pytest.approx(theirs.GetSpacing())
+        assert image.GetOrigin() == pytest.approx(theirs.GetOrigin())
+        assert image.GetDirection() == pytest.approx(theirs.GetDirection())
+    with pytest.raises(ValueError, match="bool"):
+        _write_nifti(tmp_path / "bad.nii.gz", np.zeros(grid.shape_zyx, bool), grid)
