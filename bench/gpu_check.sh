@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One short call on the GPU device: the `gpu`-marked tests, the scoring throughput
-# benchmark and a short run of the study's training recipe, on SYNTHETIC data generated
+# One short call on the GPU device: the `gpu`-marked tests, the model's speed, the scoring
+# throughput benchmark and a short run of the study's training recipe, on SYNTHETIC data generated
 # there.
 #
 #   run(command="bash bench/gpu_check.sh", carry=["wheels"], timeout_s=560)
@@ -33,6 +33,9 @@ print('numpy', numpy.__version__, 'scipy', scipy.__version__, 'pandas', pandas._
 echo "== gpu-marked tests (CUDA bf16 against CPU float32; training on CUDA)"
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/models/test_inference.py \
     tests/models/test_train_command.py tests/engine/score/test_score_gpu.py
+echo "== model speed: default network and ConvNeXt-Tiny (bf16, channels_last)"
+python3 bench/model_speed.py
+python3 bench/model_speed.py --convnext-tiny --cpu-batch 4
 echo "== throughput: decode floor vs vfrisk score on the GPU ($(nproc) workers)"
 work=/tmp/vfrisk-gpu-check   # archives stay on the device; only stdout comes back
 python3 bench/score_throughput.py --patients 20 --memory-patients 80 --resolution full \
