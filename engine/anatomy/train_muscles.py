@@ -292,7 +292,7 @@ def _validate(net, val: list, h: int, w: int) -> np.ndarray:  # noqa: ANN001 - M
 
 def _write_card(req, net, train, val, val_dice, seconds) -> Path:  # noqa: ANN001
     """The JSON model card beside the weights: how they were made, and how well they do."""
-    from engine.anatomy._muscles import NEIGHBOUR_MM, PIXEL_MM, STRIDE_MM, WINDOW_MM
+    from engine.anatomy._muscles import NEIGHBOUR_MM, PIXEL_MM, WINDOW_MM
 
     card = {
         "model": "muscle_net: 2D U-Net, psoas and paraspinal muscles (SYNTHETIC training data)",
@@ -309,7 +309,6 @@ def _write_card(req, net, train, val, val_dice, seconds) -> Path:  # noqa: ANN00
             "pixel_mm": PIXEL_MM,
             "window_mm": list(WINDOW_MM),
             "neighbour_mm": NEIGHBOUR_MM,
-            "stride_mm": STRIDE_MM,
         },
         "cohort": {
             "generator": "engine.synth.cohort.synthesize",
