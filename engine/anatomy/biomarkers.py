@@ -17,8 +17,9 @@ Per level (:class:`LevelBiomarkers`):
   median length of its lines inside the mask.
 - **Genant grade and shape** (REFERENCE.md: grade 0 < 20 %, 1 20-25 %, 2 25-40 %,
   3 > 40 % height loss; wedge = anterior, biconcave = middle, crush = all): with a
-  reference height ``h_ref`` = the median of the neighbouring bodies' largest edge height
-  (scaled by the level's expected size ratio) and this body's own largest edge height,
+  reference height ``h_ref`` = the median largest edge height of the patient's intact
+  levels of T12-L4 (each scaled by its expected size ratio; intact: at least 80 % of the
+  upper quartile, so that adjacent crushed bodies do not hide each other),
   ``wedge = 1 - Ha / Hp``, ``biconcave = 1 - Hm / max(Ha, Hp)``, ``crush = 1 - max(Ha,
   Hp) / h_ref``; the largest loss names the shape and its size the grade. A body cut by
   the scan's first or last slice is ``truncated``: no heights, no grade.
@@ -365,6 +366,39 @@ def _axes(centroids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def _reference_heights(edges: dict[str, float]) -> dict[str, float]:
+    """Expected edge height (mm) of each level from the patient's intact levels.
+
+    Parameters
+    ----------
+    edges : dict of str to float
+        Level -> largest edge height ``max(Ha, Hp)`` (mm) of the measured, untruncated
+        levels.
+
+    Returns
+    -------
+    dict of str to float
+        Level -> reference height ``h_ref`` (mm), the same levels as ``edges``.
+
+    Notes
+    -----
+    Heights are scaled to L1 by ``_SIZE_RATIO``. The intact levels are those at least
+    ``1 - _GRADE_EDGES[0]`` (80 %) of the upper quartile of the scaled heights (the
+    upper quartile stays on intact bodies while at most half of the levels are
+    collapsed, and a single body over-segmented into its disc cannot move it); the
+    reference is their median. Adjacent crush fractures are common (fractures cluster),
+    so the neighbours alone would hide each other: semi-quantitative reading compares a
+    body with the normal vertebrae of the same spine (Genant et al. 1993).
+    """
+    scaled = {lv: e / _SIZE_RATIO[lv] for lv, e in edges.items() if math.isfinite(e) and e > 0}
+    if not scaled:
+        return {lv: math.nan for lv in edges}
+    upper = float(np.percentile(list(scaled.values()), 75))
+    intact = [h for h in scaled.values() if h >= (1.0 - _GRADE_EDGES[0]) * upper]
+    ref = float(np.median(intact))
+    return {lv: ref * _SIZE_RATIO[lv] for lv in edges}
+
+
 def measure_biomarkers(
     hu: np.ndarray,
     segmentation: Segmentation,
@@ -425,6 +459,9 @@ def measure_biomarkers(
                  max((b[2].stop for b in muscle_boxes), default=0))  # fmt: skip
 
     order = list(BODY_LEVELS.values())
+    reference = _reference_heights(
+        {lv: max(g.anterior_mm, g.posterior_mm) for lv, g in geometry.items() if not truncated[lv]}
+    )
     records = []
     for level in order:
         if level not in bodies:
@@ -452,14 +489,7 @@ def measure_biomarkers(
         shape, losses = "", (math.nan, math.nan, math.nan)
         ref = math.nan
         if not truncated[level]:
-            i = order.index(level)
-            own = max(g.anterior_mm, g.posterior_mm) / _SIZE_RATIO[level]
-            refs = [own]
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(order) and order[j] in geometry and not truncated[order[j]]:
-                    n = geometry[order[j]]
-                    refs.append(max(n.anterior_mm, n.posterior_mm) / _SIZE_RATIO[order[j]])
-            ref = float(np.max(refs) if len(refs) < 3 else np.median(refs)) * _SIZE_RATIO[level]
+            ref = reference[level]
             grade, shape, *rest = genant(g.anterior_mm, g.middle_mm, g.posterior_mm, ref)
             losses = tuple(rest)
         ks = np.arange(box[0].start, box[0].stop)[m.any(axis=(1, 2))]

@@ -21,7 +21,9 @@ import pydicom
 import pytest
 
 from engine.anatomy.biomarkers import genant, measure_biomarkers
+from engine.anatomy.labels import BODY_LEVELS, Segmentation
 from engine.anatomy.masks import load_masks
+from engine.geometry import Grid
 from engine.load import load_volume
 from engine.store import Store
 from engine.store.biomarker_tables import insert_biomarkers, read_biomarkers
@@ -166,6 +168,35 @@ def test_genant_thresholds_follow_the_reference() -> None:
     assert genant(14.0, 20.0, 20.0, 20.0)[:2] == (2, "wedge")
     assert genant(20.0, 11.0, 20.0, 20.0)[:2] == (3, "biconcave")
     assert genant(14.0, 13.0, 14.0, 20.0)[:2] == (2, "crush")
+
+
+def _stacked_bodies(losses: dict[str, float]) -> Segmentation:
+    """T12-L4 as elliptic cylinders on a 1 mm grid, cranial last along k, each body
+    ``25 mm x size ratio x (1 - loss)`` tall (a crush fracture), 8 mm discs between."""
+    size = {"T12": 0.94, "L1": 1.0, "L2": 1.03, "L3": 1.06, "L4": 1.08}  # generator's _SIZE
+    grid = Grid((-40.0, -40.0, 0.0), (1.0, 1.0, 1.0), (170, 81, 81))
+    labels = np.zeros(grid.shape_zyx, np.uint8)
+    j, i = np.mgrid[0:81, 0:81]
+    disc = ((j - 40) / 15.0) ** 2 + ((i - 40) / 20.0) ** 2 <= 1.0
+    k = 5
+    for lab in sorted(BODY_LEVELS, reverse=True):  # L4 first, at the caudal end
+        level = BODY_LEVELS[lab]
+        h = round(25.0 * size[level] * (1.0 - losses.get(level, 0.0)))
+        labels[k : k + h][:, disc] = lab
+        k += h + 8
+    return Segmentation(labels, grid, tuple(BODY_LEVELS.values()), (), "masks")
+
+
+def test_adjacent_crush_fractures_are_graded_against_intact_levels() -> None:
+    # T12 and L1 both crushed: each one's neighbours are not a normal reference
+    seg = _stacked_bodies({"T12": 0.44, "L1": 0.34})
+    bm = measure_biomarkers(np.zeros(seg.labels.shape, np.float32), seg, "x")
+    got = {lv.level: (lv.genant_grade, lv.shape) for lv in bm.levels}
+    assert got == {
+        "T12": (3, "crush"), "L1": (2, "crush"), "L2": (0, ""), "L3": (0, ""), "L4": (0, "")
+    }, got  # fmt: skip
+    # the reference is the intact levels' height (scaled by level), not the crushed ones'
+    assert bm.level("L3").height_ref_mm == pytest.approx(bm.level("L3").height_posterior_mm, 0.05)
 
 
 def test_biomarkers_round_trip_through_duckdb(measured, tmp_path: Path) -> None:
