@@ -68,6 +68,13 @@ class ModelConfig:
         ``'pcgrad'`` (Yu et al. 2020) or ``'fixed'`` (``task_weights``).
     task_weights : tuple of float
         (detection, survival) weights of ``'fixed'`` weighting.
+    intensity_features : bool
+        Add the quantitative intensity branch (issue 6): per present level the bone
+        voxels' intensity statistics and body size and, for ``'bone_muscle'`` only, the
+        muscle area and intensity (:func:`models.sampling.intensity_features`), projected
+        per level, averaged over the present levels and concatenated with the fused image
+        vector before both heads. A configuration stored without this key (checkpoints
+        written before it existed) has no branch.
     """
 
     input_variant: str = "bone_muscle"
@@ -84,6 +91,7 @@ class ModelConfig:
     layer_scale_init: float = 1e-6
     weighting: str = "uncertainty"
     task_weights: tuple[float, float] = (1.0, 1.0)
+    intensity_features: bool = False
 
     def __post_init__(self) -> None:
         choices = {
@@ -108,6 +116,8 @@ class ModelConfig:
             raise _fail(f"dropout = {self.dropout} must be in [0, 1)")
         if len(self.task_weights) != 2 or any(w < 0 for w in self.task_weights):
             raise _fail(f"task_weights = {self.task_weights!r} must be two weights >= 0")
+        if not isinstance(self.intensity_features, bool):
+            raise _fail(f"intensity_features = {self.intensity_features!r} must be true or false")
 
     @property
     def has_detection(self) -> bool:
@@ -130,16 +140,29 @@ class ModelConfig:
         return cls(**{"width": 96, "depth": (3, 3, 9, 3), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples as lists) for checkpoints and model cards."""
-        return {
+        """JSON-ready dict (tuples as lists) for checkpoints and model cards.
+
+        ``intensity_features`` is written only when set: a network without the branch
+        serialises as before the key existed, so its model id (a hash over this dict,
+        :func:`models.checkpoint.compute_model_id`) is unchanged and the ids of older
+        checkpoints still verify.
+        """
+        values = {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+        if not self.intensity_features:
+            del values["intensity_features"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are refused (``bad_config``)."""
+        """Inverse of :meth:`to_dict`; unknown keys are refused (``bad_config``).
+
+        A missing ``intensity_features`` means no intensity branch (see :meth:`to_dict`).
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise _fail(f"unknown keys {unknown}; known keys are {sorted(known)}")
+        values = {"intensity_features": False, **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

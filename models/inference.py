@@ -3,7 +3,8 @@
 The one path from :class:`~engine.anatomy.inputs.ModelInputs` to numbers, used by
 ``vfrisk score``, the trainer's validation and the dashboard's ad hoc scoring, so a series
 gets the same risk wherever it is scored. Deterministic centred slice triplets
-(:func:`models.sampling.sample_triplets` without a generator); on CUDA the batch travels
+(:func:`models.sampling.sample_triplets` without a generator) and, for a model with
+the intensity branch, the features of the whole level arrays; on CUDA the batch travels
 through pinned memory with a non-blocking copy and runs under bf16 autocast with
 channels_last activations, on CPU in float32.
 """
@@ -42,12 +43,21 @@ class Prediction:
     risk: tuple[float, ...] | None
 
 
-def _images(inputs: Sequence[ModelInputs], model: FractureNet) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(
+    inputs: Sequence[ModelInputs], model: FractureNet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Images, level_present and (with the intensity branch) features of a chunk."""
     samples = [sample_triplets(x, model.config) for x in inputs]
     for s in samples:
         if not s.level_present.any():
             raise ValueError(f"series {s.series_uid} has no present level: it cannot be scored")
-    return np.stack([s.images for s in samples]), np.stack([s.level_present for s in samples])
+    features = (
+        np.stack([s.features for s in samples])  # type: ignore[misc]
+        if model.config.intensity_features
+        else None
+    )
+    images = np.stack([s.images for s in samples])
+    return images, np.stack([s.level_present for s in samples]), features
 
 
 @torch.inference_mode()
@@ -80,14 +90,15 @@ def predict(
     out: list[Prediction] = []
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start : start + batch_size]
-        images_np, present_np = _images(chunk, model)
-        images = torch.from_numpy(images_np)
-        present = torch.from_numpy(present_np)
+        arrays = _arrays(chunk, model)
+        images, present, features = (None if a is None else torch.from_numpy(a) for a in arrays)
         if cuda:
-            images = images.pin_memory().to(dev, non_blocking=True)
-            present = present.pin_memory().to(dev, non_blocking=True)
+            images, present, features = (
+                None if t is None else t.pin_memory().to(dev, non_blocking=True)
+                for t in (images, present, features)
+            )
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            result = model(images.float(), present)
+            result = model(images.float(), present, features)  # type: ignore[union-attr]
         p = None if result.fracture_logit is None else torch.sigmoid(result.fracture_logit.float())
         risk = None if result.risk is None else result.risk.float()
         p_np = None if p is None else p.cpu().numpy()

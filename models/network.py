@@ -10,6 +10,14 @@ concatenates a fixed 9, which cannot represent a missing level), then:
 - survival head: Mirai's cumulative probability layer, P(fracture by year t) for
   t = 1..max_followup, monotone in t by construction.
 
+With ``config.intensity_features`` (issue 6) a quantitative branch joins them: each
+present level's intensity features (:func:`models.sampling.intensity_features`: bone
+intensity and body size, plus muscle area and intensity for ``bone_muscle``) are
+standardised by the training set's statistics (buffers stored with the weights),
+projected by a small shared MLP, averaged over the present levels and concatenated with
+each head's pooled image vector. The CNN alone, trained on a few hundred patients, does
+not learn absolute density and muscle quantity precisely from patches.
+
 Training lives apart (``models.losses``, ``models.weighting`` and the trainer). This
 module imports torch; import it lazily (the CLI must start without torch).
 """
@@ -24,8 +32,12 @@ from torch import nn
 from models.config import ModelConfig
 from models.encoder import ConvNeXtEncoder
 from models.heads import AttentionPool, CumulativeProbabilityLayer, DetectionHead, MaskedMeanPool
+from models.sampling import feature_names
 
-__all__ = ["FractureNet", "MultitaskOutput"]
+__all__ = ["INTENSITY_DIM", "FractureNet", "MultitaskOutput"]
+
+#: Width of the intensity branch's per-level projection (and of its patient vector).
+INTENSITY_DIM = 16
 
 
 class MultitaskOutput(NamedTuple):
@@ -71,17 +83,62 @@ class FractureNet(nn.Module):
         self.level_embedding = nn.Parameter(torch.zeros(config.n_levels, dim))
         nn.init.trunc_normal_(self.level_embedding, std=0.02)
         self.dropout = nn.Dropout(config.dropout)
+        # Heads first and the branch last: a network without the branch draws its initial
+        # weights in the same order as before the branch existed (same seed, same model).
+        head_dim = dim + (INTENSITY_DIM if config.intensity_features else 0)
         self.detection_pool = _pool(config, dim) if config.has_detection else None
-        self.detection = DetectionHead(dim) if config.has_detection else None
+        self.detection = DetectionHead(head_dim) if config.has_detection else None
         self.survival_pool = _pool(config, dim) if config.has_survival else None
         self.survival = (
-            CumulativeProbabilityLayer(dim, config.max_followup) if config.has_survival else None
+            CumulativeProbabilityLayer(head_dim, config.max_followup)
+            if config.has_survival
+            else None
         )
+        self.n_features = (
+            len(feature_names(config.input_variant)) if config.intensity_features else 0
+        )
+        self.intensity: nn.Module | None = None
+        if config.intensity_features:
+            self.register_buffer("feature_shift", torch.zeros(self.n_features))
+            self.register_buffer("feature_scale", torch.ones(self.n_features))
+            self.intensity = nn.Sequential(
+                nn.Linear(self.n_features, INTENSITY_DIM),
+                nn.GELU(),
+                nn.Linear(INTENSITY_DIM, INTENSITY_DIM),
+            )
         self.channels_last = False
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters every task uses (encoder, level embedding): where PCGrad operates."""
-        return [*self.encoder.parameters(), self.level_embedding]
+        """Parameters every task uses (encoder, level and intensity branch): PCGrad's."""
+        branch = [] if self.intensity is None else list(self.intensity.parameters())
+        return [*self.encoder.parameters(), self.level_embedding, *branch]
+
+    @torch.no_grad()
+    def fit_feature_scaling(self, features: torch.Tensor, level_present: torch.Tensor) -> None:
+        """Set the intensity branch's standardisation from the training patients.
+
+        Parameters
+        ----------
+        features : torch.Tensor
+            float, shape (N, n_levels, F): :func:`models.sampling.intensity_features` of
+            the training series.
+        level_present : torch.Tensor
+            bool, shape (N, n_levels): only present levels count.
+
+        Notes
+        -----
+        Shift = mean and scale = standard deviation of each feature over the present
+        levels (scale 1 where a feature is constant); stored as buffers, so a checkpoint
+        standardises its inputs exactly as in training.
+        """
+        if self.intensity is None:
+            raise ValueError("this network has no intensity branch (intensity_features off)")
+        rows = features[level_present].double()
+        if rows.shape[0] == 0:
+            raise ValueError("fit_feature_scaling needs at least one present level")
+        sd = rows.std(dim=0, unbiased=False) if rows.shape[0] > 1 else torch.zeros_like(rows[0])
+        self.feature_shift.copy_(rows.mean(dim=0).float())
+        self.feature_scale.copy_(torch.where(sd > 1e-8, sd, torch.ones_like(sd)).float())
 
     def to_channels_last(self) -> FractureNet:
         """Keep the encoder's activations in channels_last memory (faster convs on GPU)."""
@@ -89,7 +146,12 @@ class FractureNet(nn.Module):
         self.channels_last = True
         return self
 
-    def forward(self, images: torch.Tensor, level_present: torch.Tensor) -> MultitaskOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        level_present: torch.Tensor,
+        features: torch.Tensor | None = None,
+    ) -> MultitaskOutput:
         """Detection logit and cumulative risk of a batch of patients.
 
         Parameters
@@ -99,6 +161,10 @@ class FractureNet(nn.Module):
             (:func:`models.sampling.to_batch`). The content of missing levels is ignored.
         level_present : torch.Tensor
             bool, shape (B, n_levels); every patient needs at least one present level.
+        features : torch.Tensor, optional
+            float, shape (B, n_levels, F) (:attr:`ModelBatch.features
+            <models.sampling.ModelBatch>`): required with ``config.intensity_features``,
+            refused without it. Rows of missing levels are ignored.
 
         Returns
         -------
@@ -116,6 +182,7 @@ class FractureNet(nn.Module):
             )
         if not bool(level_present.any(dim=1).all()):
             raise ValueError("a patient has no present level: it cannot be scored")
+        quant = self._intensity(features, level_present)
         x = images.flatten(0, 2)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -125,10 +192,38 @@ class FractureNet(nn.Module):
         mask = level_present.repeat_interleave(k, dim=1)  # (B, L * K)
         logit = hazards = risk = risk_logit = None
         if self.detection is not None and self.detection_pool is not None:
-            logit = self.detection(self.dropout(self.detection_pool(tokens, mask)))
+            logit = self.detection(
+                self.dropout(self._join(self.detection_pool(tokens, mask), quant))
+            )
         if self.survival is not None and self.survival_pool is not None:
-            hazards, risk_logit = self.survival(self.dropout(self.survival_pool(tokens, mask)))
+            pooled = self._join(self.survival_pool(tokens, mask), quant)
+            hazards, risk_logit = self.survival(self.dropout(pooled))
             risk = torch.sigmoid(risk_logit)
         return MultitaskOutput(
             fracture_logit=logit, hazards=hazards, risk=risk, risk_logit=risk_logit
         )
+
+    def _intensity(
+        self, features: torch.Tensor | None, level_present: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The intensity branch's patient vector (B, INTENSITY_DIM), or None without it."""
+        if self.intensity is None:
+            if features is not None:
+                raise ValueError("features given, but this network has no intensity branch")
+            return None
+        b, n_levels = level_present.shape
+        if features is None or features.shape != (b, n_levels, self.n_features):
+            got = None if features is None else tuple(features.shape)
+            raise ValueError(
+                f"the intensity branch needs features of shape ({b}, {n_levels}, "
+                f"{self.n_features}), got {got}"
+            )
+        x = (features.float() - self.feature_shift) / self.feature_scale
+        x = torch.where(level_present[..., None], x, torch.zeros_like(x))  # no NaN leaks
+        proj = self.intensity(x)
+        weight = level_present.to(proj.dtype)[..., None]
+        return (proj * weight).sum(dim=1) / weight.sum(dim=1)
+
+    @staticmethod
+    def _join(pooled: torch.Tensor, quant: torch.Tensor | None) -> torch.Tensor:
+        return pooled if quant is None else torch.cat([pooled, quant.to(pooled.dtype)], dim=1)

@@ -9,6 +9,11 @@ slices ``(c - 1, c, c + 1)`` read as the 3 channels of one 2D image, as in the s
 - Training: :func:`random_centres`, K centres per level drawn uniformly from the central
   ``window`` slices (sorted cranial to caudal), from a caller-seeded
   :class:`numpy.random.Generator`; the same generator state gives the same triplets.
+- Intensity features (``ModelConfig.intensity_features``, issue 6):
+  :func:`intensity_features` measures each whole level array (not the triplets, never
+  augmented): the bone voxels' intensity and the body's size, and for ``bone_muscle``
+  the muscle area and intensity, numbers the CNN learns only imprecisely from a few
+  hundred patients.
 
 Pure numpy; only :func:`to_batch` imports torch (lazily).
 """
@@ -28,14 +33,28 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "BONE_FEATURES",
+    "MUSCLE_FEATURES",
     "ModelBatch",
     "TripletSample",
     "eval_centres",
+    "feature_names",
+    "intensity_features",
     "random_centres",
     "sample_triplets",
     "take_triplets",
     "to_batch",
 ]
+
+
+#: Per-level features of the bone voxels (``bone != 0``): mean, median and standard
+#: deviation of their intensity (the patch's [0, 1] scale), the body's mean axial area
+#: over the slices it occupies (cm2) and its cranio-caudal extent (cm).
+BONE_FEATURES = ("bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm")
+#: Per-level features of the muscle voxels (``bone_muscle != 0`` and ``bone == 0``): mean
+#: axial area over the body's slices (the muscles are kept within them, cm2), mean and
+#: median intensity. Only the ``bone_muscle`` variant gets them.
+MUSCLE_FEATURES = ("muscle_area_cm2", "muscle_mean", "muscle_median")
 
 
 @dataclass(frozen=True)
@@ -52,12 +71,16 @@ class TripletSample:
     centres : np.ndarray
         int64, shape (n_levels, K): the middle slice of each triplet.
     series_uid : str
+    features : np.ndarray or None
+        float32, shape (n_levels, F): :func:`intensity_features` when the model has the
+        intensity branch, else None.
     """
 
     images: np.ndarray
     level_present: np.ndarray
     centres: np.ndarray
     series_uid: str
+    features: np.ndarray | None = None
 
 
 class ModelBatch(NamedTuple):
@@ -69,10 +92,13 @@ class ModelBatch(NamedTuple):
         float32, shape (B, n_levels, K, 3, H, W).
     level_present : torch.Tensor
         bool, shape (B, n_levels).
+    features : torch.Tensor or None
+        float32, shape (B, n_levels, F): intensity features, or None without the branch.
     """
 
     images: torch.Tensor
     level_present: torch.Tensor
+    features: torch.Tensor | None = None
 
 
 def _check(n_slices: int, k: int) -> None:
@@ -162,6 +188,76 @@ def take_triplets(volume: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return out
 
 
+def feature_names(input_variant: str) -> tuple[str, ...]:
+    """Names of the intensity features an input variant gets, in column order.
+
+    Parameters
+    ----------
+    input_variant : str
+        ``'bone'``: :data:`BONE_FEATURES` only (no muscle information, so the bone vs
+        bone+muscle comparison stays honest); ``'bone_muscle'``: plus
+        :data:`MUSCLE_FEATURES`.
+
+    Returns
+    -------
+    tuple of str
+    """
+    return BONE_FEATURES if input_variant == "bone" else BONE_FEATURES + MUSCLE_FEATURES
+
+
+def _stats(values: np.ndarray) -> tuple[float, float]:
+    if values.size == 0:
+        return 0.0, 0.0
+    return float(values.mean()), float(np.median(values))
+
+
+def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
+    """Quantitative intensity features of every level, from the whole level arrays.
+
+    Parameters
+    ----------
+    inputs : ModelInputs
+        ``bone`` marks the body (its voxels are != 0), ``bone_muscle`` != 0 and ``bone``
+        == 0 the level's muscles; intensities in the patch's [0, 1] scale (uint8 / 255).
+        The in-plane pixel area and slice spacing come from ``spacing_zyx_mm``.
+    input_variant : str
+        ``'bone'`` or ``'bone_muscle'`` (:func:`feature_names`).
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (n_levels, F), columns as :func:`feature_names`; rows of missing
+        levels are 0 (the network masks them).
+    """
+    names = feature_names(input_variant)
+    n_levels = inputs.bone.shape[0]
+    out = np.zeros((n_levels, len(names)), dtype=np.float32)
+    scale = np.float32(1.0 / 255.0) if inputs.bone.dtype == np.uint8 else np.float32(1.0)
+    dz_mm, dy_mm, dx_mm = inputs.spacing_zyx_mm
+    pixel_cm2 = dy_mm * dx_mm / 100.0
+    for level in np.flatnonzero(inputs.level_present):
+        bone = inputs.bone[level].astype(np.float32) * scale
+        body = bone != 0
+        body_slices = int(body.any(axis=(1, 2)).sum())
+        values = bone[body]
+        mean, median = _stats(values)
+        sd = float(values.std()) if values.size else 0.0
+        per_slice = pixel_cm2 / max(body_slices, 1)
+        out[level, : len(BONE_FEATURES)] = (
+            mean,
+            median,
+            sd,
+            body.sum() * per_slice,
+            body_slices * dz_mm / 10.0,
+        )
+        if input_variant != "bone":
+            both = inputs.bone_muscle[level].astype(np.float32) * scale
+            muscle = both[(both != 0) & ~body]
+            m_mean, m_median = _stats(muscle)
+            out[level, len(BONE_FEATURES) :] = (muscle.size * per_slice, m_mean, m_median)
+    return out
+
+
 def sample_triplets(
     inputs: ModelInputs, config: ModelConfig, rng: np.random.Generator | None = None
 ) -> TripletSample:
@@ -172,7 +268,8 @@ def sample_triplets(
     inputs : ModelInputs
         Its ``bone`` or ``bone_muscle`` array is used, by ``config.input_variant``.
     config : ModelConfig
-        ``n_levels``, ``triplets_per_level``, ``triplet_spacing``, ``train_window``.
+        ``n_levels``, ``triplets_per_level``, ``triplet_spacing``, ``train_window``;
+        ``intensity_features`` adds :func:`intensity_features` of the variant.
     rng : np.random.Generator, optional
         None: deterministic centred triplets (evaluation). A generator: random triplets
         (training), reproducible from its seed.
@@ -197,6 +294,9 @@ def sample_triplets(
         level_present=np.asarray(inputs.level_present, dtype=bool).copy(),
         centres=centres,
         series_uid=inputs.series_uid,
+        features=(
+            intensity_features(inputs, config.input_variant) if config.intensity_features else None
+        ),
     )
 
 
@@ -206,7 +306,7 @@ def to_batch(samples: Sequence[TripletSample], device: str | torch.device = "cpu
     Parameters
     ----------
     samples : sequence of TripletSample
-        Same shapes; each with at least one present level.
+        Same shapes; each with at least one present level; all with features or none.
     device : str or torch.device
 
     Returns
@@ -222,4 +322,12 @@ def to_batch(samples: Sequence[TripletSample], device: str | torch.device = "cpu
             raise ValueError(f"series {s.series_uid} has no present level: it cannot be scored")
     images = torch.from_numpy(np.stack([s.images for s in samples]))
     present = torch.from_numpy(np.stack([s.level_present for s in samples]))
-    return ModelBatch(images=images.to(device), level_present=present.to(device))
+    with_features = [s.features is not None for s in samples]
+    if any(with_features) and not all(with_features):
+        raise ValueError("to_batch: some samples have intensity features and some do not")
+    features = (
+        torch.from_numpy(np.stack([s.features for s in samples])).to(device)  # type: ignore[misc]
+        if all(with_features)
+        else None
+    )
+    return ModelBatch(images=images.to(device), level_present=present.to(device), features=features)

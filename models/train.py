@@ -59,6 +59,7 @@ from models.data import (
 from models.inference import Prediction, predict
 from models.losses import detection_loss, survival_loss
 from models.network import FractureNet
+from models.sampling import intensity_features
 from models.weighting import make_weighting, multitask_backward
 
 __all__ = [
@@ -263,6 +264,7 @@ class TrainRequest:
             triplet_spacing=int(values["triplet_spacing"]),
             dropout=float(values["dropout"]),
             n_levels=len(config["preprocessing"]["levels"]),
+            intensity_features=bool(values["intensity_features"]),
         )  # fmt: skip
         cache = values["cache_dir"]
         workers = int(values["workers"]) or max(1, min(8, _cpu_count()))
@@ -461,7 +463,12 @@ def _fit(
     torch.manual_seed(request.seed + 1000 * fold)
     rng = np.random.default_rng([request.seed, fold, 2])
     aug_gen = torch.Generator().manual_seed(request.seed + 1000 * fold + 3)
-    model = FractureNet(config).to(device)
+    model = FractureNet(config)
+    if config.intensity_features:
+        feats = np.stack([intensity_features(x, config.input_variant) for x in train_in])
+        present = np.stack([x.level_present for x in train_in])
+        model.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
+    model = model.to(device)
     if cuda:
         model.to_channels_last()
     weighting = make_weighting(config, seed=request.seed + fold)
@@ -487,7 +494,7 @@ def _fit(
             tb = make_batch(train_ex, train_in, index, config, rng, device)
             images = augment_images(tb.batch.images, request.augmentation, aug_gen)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                out = model(images, tb.batch.level_present)
+                out = model(images, tb.batch.level_present, tb.batch.features)
             losses = []
             if config.has_detection:
                 known = tb.prevalent_known
