@@ -8,25 +8,36 @@ thickness):
    connected patch of pixels that is bone in at least half of the sampled slices of a
    ~60 mm stretch and holds the most such bone within 40 mm of the body's midline: ribs,
    iliac wings and the couch come and go along z or lie off the midline, the spine stays.
-2. **Bodies.** In a crop around the column at native in-plane resolution (40 mm in front
-   of the column patch and 30 mm behind it: a lordotic lower lumbar body lies well behind
-   the patch's mean position), bone is HU above 300 after a light in-plane smoothing, or
-   above 230 HU on a ridge 80 HU above its 7 mm surroundings: the thin (~1 mm), faint
-   (~750 HU) cortex of an osteoporotic body, diluted by a 5 mm slice or a tilted wall, falls
-   below 300 HU, while contrast-filled vessels stay under 230 HU. A vertebral body is a
-   cortical shell around trabecular bone of lower HU, so in every axial slice that crosses
-   a body the shell encloses a hole (2D hole filling, slice by slice). Holes connected
-   along z form one component per body; the discs (no shell) separate neighbouring bodies.
-   A component is a body when its cross-section is 350-3000 mm^2 (the spinal canal is
-   ~15 x 20 mm, about 240 mm^2; a skull encloses far more), it is at least 6 mm tall, and
-   no larger hole lies more anterior at the same height (that would make it the canal or
-   marrow of the posterior elements). Two holes split by a slice where the shell did not close (a
-   fracture line) are joined when they are barely apart and together no taller than a body.
+2. **Bodies.** In a crop around the column at native in-plane resolution, 30 mm behind
+   the column patch (a lordotic lower lumbar body lies well behind the patch's mean
+   position) and 70 mm in front of it: the persistent patch is mostly the canal and the
+   posterior elements, so a ~30-40 mm deep body already starts 30-35 mm in front of it, and
+   a wedge fracture tilts the column above it forward (local kyphosis): with wedged T12-L1
+   the T12 body's anterior wall lies ~55 mm in front of the patch. A body cut by the crop's
+   edge encloses no hole and is lost, with every level above it (issue #4). Bone is HU
+   above 300 after a light in-plane smoothing, or above 230 HU on a ridge 80 HU above its
+   7 mm surroundings: the thin (~1 mm), faint (~750 HU) cortex of an osteoporotic body,
+   diluted by a 5 mm slice or a tilted wall, falls below 300 HU, while contrast-filled
+   vessels stay under 230 HU. A vertebral body is a cortical shell around trabecular bone
+   of lower HU, so in every axial slice that crosses a body the shell encloses a hole (2D
+   hole filling, slice by slice). Holes connected along z form one component per body; the
+   discs (no shell) separate neighbouring bodies. A component is a body when its
+   cross-section is 350-3000 mm^2 (the spinal canal is ~15 x 20 mm, about 240 mm^2; a
+   skull encloses far more), it is at least 6 mm tall, and no larger hole lies in front of
+   it at the same height (that would make it the canal or marrow of the posterior
+   elements; the next body of a kyphotic column lies more anterior too, but over it).
+   Two holes split by a slice where the shell did not close (a fracture line) are joined
+   when they are barely apart (or one slice apart) and together no taller than a body.
 3. **Gaps.** A disc space well above the median one may hold a body without a hole: a
-   crushed vertebra reads as solid bone. It is taken as the filled bone cross-section in
-   its neighbours' footprint; if nothing is there but the centres are >= 1.6 median
-   pitches apart, the body is still counted (``found=False``, no voxels) so that counting
-   from the anchors stays right.
+   crushed vertebra reads as solid bone. Only when the neighbours' centres are also
+   >= 1.4 median pitches apart: a missed body leaves them about two pitches apart, still
+   ~1.5 when it has lost 60 % of its height (the generator's worst grade 3), while a body
+   whose hole merely closes in fewer slices (a grade 1 endplate, a 5 mm slice) widens the
+   disc space but leaves the centres ~1.2 pitches apart; taking its solid remainder as
+   another body would shift every level name below the rib anchor (issue #4). The body is
+   the filled bone cross-section in its neighbours' footprint; if nothing is there but the
+   centres are >= 1.6 median pitches apart, the body is still counted (``found=False``,
+   no voxels) so that counting from the anchors stays right.
 4. **Mask.** Each body is its hole plus the bone within 2.5 mm in-plane and about 2 mm
    along z of it: the ~1 mm cortical shell blurred by partial volume, and the endplates that
    axial slices cut obliquely where the spine is tilted (lordosis). Pedicles start at the
@@ -53,13 +64,14 @@ _SHELL_MM = 2.5
 _ENDPLATE_MM = 2.0
 _FAINT_SHELL_HU = 230.0
 _GAP_RATIO = 1.6  # centres this many median pitches apart: a body surely missed
+_GAP_SOLID_RATIO = 1.4  # fewer: no room for a missed body (a neighbour found short)
 _GAP_MIN_BODY_MM = 8.0  # disc space this much above the median may hold a crushed body
 _GAP_FOOTPRINT_MM = 3.0
 _GAP_SOLID_SHARE = 0.5
 _GAP_MIN_HEIGHT_MM = 4.0
 _RIDGE_HU = 80.0
 _RIDGE_MM = 7.0
-_ANTERIOR_MM = 40.0
+_ANTERIOR_MM = 70.0
 _POSTERIOR_MM = 30.0
 
 
@@ -310,7 +322,9 @@ def _gap_bodies(
     compacted trabeculae and endplates read as solid bone (or a cemented one). Such a body
     is the filled bone cross-section inside the neighbours' footprint, in the slices between
     them not already taken by their endplates; when none is found, the body is still
-    counted (``found=False``) so the levels above and below keep their names.
+    counted (``found=False``) so the levels above and below keep their names. A wide disc
+    space between centres less than 1.4 pitches apart is a neighbour found short, not room
+    for a body (see the module doc, step 3).
     """
     if len(found) < 3:
         return []
@@ -327,7 +341,9 @@ def _gap_bodies(
     for a in range(len(found) - 1):
         lo, hi = found[a], found[a + 1]
         extra = space[a] - s_med
-        if extra < _GAP_MIN_BODY_MM:
+        # a body merely found short (its hole closes in fewer slices) also widens the
+        # space, but leaves its centre near its neighbours' rhythm: no room for a body
+        if extra < _GAP_MIN_BODY_MM or zc[a + 1] - zc[a] < _GAP_SOLID_RATIO * pitch:
             continue
         n_miss = max(1, int(round(extra / (h_med + s_med))))
         foot = np.zeros(bone.shape[1:], bool)
@@ -385,7 +401,9 @@ def _merge_split(kept: list[tuple], comp: np.ndarray, grid: Grid) -> list[tuple]
     A fracture line, a vacuum cleft or a faint cortex seen obliquely can open the shell in
     one or two slices, splitting a body's hole in two. Two neighbouring holes are one body
     when the space between them is at most half the median disc space (discs and endplates
-    are taller) and together they are no taller than 1.3 median body heights.
+    are taller) or a single slice, and together they are no taller than 1.3 median body
+    heights. With 5 mm slices a disc is often a single slice too; there the height alone
+    tells a split body (two short halves) from two bodies (issue #4).
     """
     if len(kept) < 3:
         return kept
@@ -396,7 +414,7 @@ def _merge_split(kept: list[tuple], comp: np.ndarray, grid: Grid) -> list[tuple]
     for c in kept[1:]:
         a = out[-1]
         gap = (c[1] - a[2]) * dz  # < 0: overlapping holes, as in the tilted sacrum
-        if 0.0 <= gap <= 0.5 * space and (c[2] - a[1]) * dz <= 1.3 * height:
+        if 0.0 <= gap <= max(0.5 * space, dz) and (c[2] - a[1]) * dz <= 1.3 * height:
             sl = tuple(
                 slice(min(p.start, q.start), max(p.stop, q.stop))
                 for p, q in zip(a[5], c[5], strict=True)
@@ -431,13 +449,26 @@ def _shell(smooth: np.ndarray, dx: float) -> np.ndarray:
 
 
 def _shadowed(c: tuple, candidates: list[tuple], dy: float) -> bool:
-    """True when a larger hole more anterior overlaps ``c`` along z (c is canal/arch)."""
-    _, k0, k1, ctr, area, _ = c
+    """True when a larger hole lies in front of ``c`` at the same height (c is canal/arch).
+
+    In front: > 12 mm more anterior and ending before the front half of ``c`` (their row
+    ranges overlap by less than half of ``c``'s), as a body lies in front of its canal and
+    arch. The next body up in a kyphotic column (wedge fractures) is also > 12 mm more
+    anterior and touches ``c`` along z where the tilted endplates meet, but lies over most
+    of ``c``'s depth: it does not make ``c`` a canal (issue #4).
+    """
+    _, k0, k1, ctr, area, sl = c
     for o in candidates:
         if o is c:
             continue
         overlap = min(k1, o[2]) - max(k0, o[1])
-        if overlap > 0 and o[3][1] < ctr[1] - 12.0 / dy and o[4] > 0.8 * area:
+        depth = min(sl[1].stop, o[5][1].stop) - max(sl[1].start, o[5][1].start)
+        if (
+            overlap > 0
+            and o[3][1] < ctr[1] - 12.0 / dy
+            and o[4] > 0.8 * area
+            and depth < 0.5 * (sl[1].stop - sl[1].start)
+        ):
             return True
     return False
 
