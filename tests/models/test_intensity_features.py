@@ -1,0 +1,303 @@
+"""The quantitative intensity branch (issue 6): features, masking, variants, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.anatomy.inputs import ModelInputs
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.config import ModelConfig
+from models.inference import predict
+from models.network import FractureNet
+from models.sampling import (
+    BONE_FEATURES,
+    MUSCLE_FEATURES,
+    feature_names,
+    intensity_features,
+    sample_triplets,
+    to_batch,
+)
+
+LEVELS = ("T12", "L1", "L2", "L3", "L4")
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "weights" / "fracture_net.pt"
+
+
+def _series(
+    seed: int,
+    present: tuple[bool, ...] = (True,) * 5,
+    muscle_value: float | None = None,
+    dtype: str = "float16",
+) -> ModelInputs:
+    """A box-shaped body in the middle slices, muscle beside it (12 x 32 x 48 patches)."""
+    rng = np.random.default_rng(seed)
+    keep = np.array(present, dtype=bool)
+    shape = (5, 12, 32, 48)
+    body = np.zeros(shape, dtype=bool)
+    body[:, 3:9, 10:22, 18:30] = True
+    muscle = np.zeros(shape, dtype=bool)
+    muscle[:, 3:9, 12:20, 4:14] = True
+    muscle[:, 3:9, 12:20, 34:44] = True
+    image = 0.2 + 0.3 * rng.random(shape)
+    if muscle_value is not None:
+        image[muscle] = muscle_value
+    keep4 = keep[:, None, None, None]
+    bone = np.where(body & keep4, image, 0.0)
+    both = np.where((body | muscle) & keep4, image, 0.0)
+    if dtype == "uint8":
+        bone_a, both_a = (np.rint(a * 255).astype(np.uint8) for a in (bone, both))
+    else:
+        bone_a, both_a = bone.astype(np.float16), both.astype(np.float16)
+    return ModelInputs(
+        series_uid=f"1.2.9.{seed}",
+        preprocessing_version="pp1",
+        settings_digest="test",
+        levels=LEVELS,
+        bone=bone_a,
+        bone_muscle=both_a,
+        level_present=keep,
+        spacing_zyx_mm=(2.25, 2.0, 2.0),
+        centres_xyz=np.where(keep[:, None], 0.0, np.nan) * np.ones((5, 3)),
+        intensity="fixed_window",
+    )
+
+
+def _hand_made(dtype: str) -> ModelInputs:
+    """Level 0 holds a hand-countable body and muscle; level 1 is missing."""
+    bone = np.zeros((5, 4, 4, 6), dtype=np.float32)
+    both = np.zeros_like(bone)
+    bone[0, 1, 0, 0:2] = (0.5, 0.25)  # body: 2 voxels on slice 1 ...
+    bone[0, 2, 1, 0:2] = (0.5, 0.25)  # ... and 2 on slice 2
+    both[0] = bone[0]
+    both[0, 1, 3, 3:5] = (0.125, 0.375)  # muscle: 3 voxels outside the body
+    both[0, 2, 3, 5] = 0.125
+    for level in (2, 3, 4):  # plain present levels: one body voxel each
+        bone[level, 0, 0, 0] = both[level, 0, 0, 0] = 0.5
+    if dtype == "uint8":
+        bone_a, both_a = (np.rint(a * 255).astype(np.uint8) for a in (bone, both))
+    else:
+        bone_a, both_a = bone.astype(np.float16), both.astype(np.float16)
+    return ModelInputs(
+        series_uid="1.2.9.hand",
+        preprocessing_version="pp1",
+        settings_digest="test",
+        levels=LEVELS,
+        bone=bone_a,
+        bone_muscle=both_a,
+        level_present=np.array([True, False, True, True, True]),
+        spacing_zyx_mm=(2.25, 2.0, 2.0),
+        centres_xyz=np.zeros((5, 3)),
+        intensity="fixed_window",
+    )
+
+
+@pytest.fixture
+def branch_config(tiny_config: ModelConfig) -> ModelConfig:
+    return dataclasses.replace(tiny_config, intensity_features=True)
+
+
+def _perturbed(config: ModelConfig, seed: int = 0) -> FractureNet:
+    """A network off its initialisation, with a fitted feature scaling."""
+    torch.manual_seed(seed)
+    net = FractureNet(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    if config.intensity_features:
+        series = [_series(s) for s in range(4)]
+        feats = np.stack([intensity_features(x, config.input_variant) for x in series])
+        present = np.stack([x.level_present for x in series])
+        net.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
+    return net.eval()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_features_against_hand_computed_values(dtype: str) -> None:
+    features = intensity_features(_hand_made(dtype), "bone_muscle")
+    assert features.shape == (5, len(BONE_FEATURES) + len(MUSCLE_FEATURES))
+    assert features.dtype == np.float32
+    # Level 0 by hand: body values (0.5, 0.25, 0.5, 0.25) on 2 slices of 2.25 mm, pixels
+    # of 2 x 2 mm = 0.04 cm2; muscle values (0.125, 0.375, 0.125).
+    expected = [
+        0.375,  # bone mean
+        0.375,  # bone median: mean of the middle two of (0.25, 0.25, 0.5, 0.5)
+        0.125,  # bone SD (population)
+        4 * 0.04 / 2,  # body area: 4 voxels over 2 slices, cm2
+        2 * 2.25 / 10,  # body height: 2 slices, cm
+        3 * 0.04 / 2,  # muscle area: 3 voxels over the body's 2 slices, cm2
+        (0.125 + 0.375 + 0.125) / 3,  # muscle mean
+        0.125,  # muscle median
+    ]
+    tol = 1.0 / 255 if dtype == "uint8" else 1e-6  # uint8 rounds intensities to 1/255
+    np.testing.assert_allclose(features[0], expected, rtol=0, atol=tol)
+    np.testing.assert_array_equal(features[1], 0.0)  # missing level
+    # One body voxel of 0.5, no muscle: area 0.04 cm2, height 0.225 cm.
+    np.testing.assert_allclose(
+        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.0, 0.0, 0.0], rtol=0, atol=tol
+    )
+
+
+def test_bone_variant_gets_only_bone_features() -> None:
+    series = _hand_made("float16")
+    assert feature_names("bone") == BONE_FEATURES
+    assert feature_names("bone_muscle") == BONE_FEATURES + MUSCLE_FEATURES
+    bone = intensity_features(series, "bone")
+    assert bone.shape == (5, len(BONE_FEATURES))
+    np.testing.assert_array_equal(bone, intensity_features(series, "bone_muscle")[:, :5])
+
+
+def test_samples_and_batches_carry_features(
+    tiny_config: ModelConfig, branch_config: ModelConfig
+) -> None:
+    series = [_series(0), _series(1, present=(True, True, False, True, True))]
+    assert sample_triplets(series[0], tiny_config).features is None
+    assert to_batch([sample_triplets(s, tiny_config) for s in series]).features is None
+    batch = to_batch([sample_triplets(s, branch_config) for s in series])
+    assert batch.features is not None and batch.features.shape == (2, 5, 8)
+    assert batch.features.dtype == torch.float32
+    np.testing.assert_array_equal(
+        batch.features[1].numpy(), intensity_features(series[1], "bone_muscle")
+    )
+    with pytest.raises(ValueError, match="some samples have intensity features"):
+        to_batch(
+            [sample_triplets(series[0], branch_config), sample_triplets(series[1], tiny_config)]
+        )
+
+
+@pytest.mark.parametrize("variant", ["bone", "bone_muscle"])
+def test_shapes_with_and_without_branch(tiny_config: ModelConfig, variant: str) -> None:
+    series = [_series(s) for s in range(3)]
+    present = torch.ones(3, 5, dtype=torch.bool)
+    for branch in (False, True):
+        config = dataclasses.replace(tiny_config, input_variant=variant, intensity_features=branch)
+        batch = to_batch([sample_triplets(s, config) for s in series])
+        out = _perturbed(config)(*batch)
+        assert out.fracture_logit is not None and out.fracture_logit.shape == (3,)
+        assert out.risk is not None and out.risk.shape == (3, config.max_followup)
+        assert bool(torch.all(out.risk[:, 1:] >= out.risk[:, :-1]))
+        if branch:
+            n_features = 5 if variant == "bone" else 8
+            with pytest.raises(ValueError, match="needs features of shape"):
+                _perturbed(config)(batch.images, present)
+            with pytest.raises(ValueError, match="needs features of shape"):
+                _perturbed(config)(batch.images, present, torch.zeros(3, 5, n_features + 1))
+        else:
+            with pytest.raises(ValueError, match="no intensity branch"):
+                _perturbed(config)(batch.images, present, torch.zeros(3, 5, 8))
+
+
+def test_features_change_the_output(branch_config: ModelConfig) -> None:
+    net = _perturbed(branch_config)
+    batch = to_batch([sample_triplets(_series(s), branch_config) for s in range(2)])
+    assert batch.features is not None
+    a = net(*batch)
+    b = net(batch.images, batch.level_present, batch.features * 1.5)
+    assert not torch.allclose(a.risk, b.risk)  # type: ignore[arg-type]
+    assert not torch.allclose(a.fracture_logit, b.fracture_logit)  # type: ignore[arg-type]
+
+
+def test_missing_levels_features_are_masked(branch_config: ModelConfig) -> None:
+    net = _perturbed(branch_config)
+    present_pattern = (True, False, True, True, False)
+    batch = to_batch([sample_triplets(_series(s, present_pattern), branch_config) for s in (3, 4)])
+    assert batch.features is not None
+    ref = net(*batch)
+    garbage = batch.features.clone()
+    garbage[:, 1] = float("nan")
+    garbage[:, 4] = 1e6
+    out = net(batch.images, batch.level_present, garbage)
+    for name in ("fracture_logit", "risk"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=0)
+    changed = batch.features.clone()
+    changed[:, 2] += 1.0  # a present level does count
+    assert not torch.allclose(net(batch.images, batch.level_present, changed).risk, ref.risk)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("variant", "changes"), [("bone", False), ("bone_muscle", True)])
+def test_bone_only_model_ignores_muscle_voxels(
+    tiny_config: ModelConfig, variant: str, changes: bool
+) -> None:
+    # Through the scoring path: only the muscle voxels differ between the two series.
+    config = dataclasses.replace(tiny_config, input_variant=variant, intensity_features=True)
+    net = _perturbed(config)
+    lean, fatty = _series(7, muscle_value=0.45), _series(7, muscle_value=0.15)
+    np.testing.assert_array_equal(lean.bone, fatty.bone)
+    (a,), (b,) = predict(net, [lean]), predict(net, [fatty])  # one batch row each
+    assert (a.risk != b.risk) is changes
+    assert (a.p_fracture != b.p_fracture) is changes
+
+
+def test_feature_scaling_against_numpy(branch_config: ModelConfig) -> None:
+    series = [_series(s, present=(True, s % 2 == 0, True, True, True)) for s in range(5)]
+    feats = np.stack([intensity_features(x, "bone_muscle") for x in series])
+    present = np.stack([x.level_present for x in series])
+    net = FractureNet(branch_config)
+    net.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
+    rows = feats[present].astype(np.float64)  # reference: numpy over present levels only
+    sd = rows.std(axis=0)
+    np.testing.assert_allclose(net.feature_shift.numpy(), rows.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(net.feature_scale.numpy(), np.where(sd > 1e-8, sd, 1.0), rtol=1e-5)
+    # The box body has the same size on every level: a constant feature keeps scale 1.
+    assert net.feature_scale[BONE_FEATURES.index("body_area_cm2")] == 1.0
+    with pytest.raises(ValueError, match="no intensity branch"):
+        FractureNet(
+            dataclasses.replace(branch_config, intensity_features=False)
+        ).fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
+
+
+def test_branch_checkpoint_reload_gives_identical_outputs(
+    tmp_path: Path, branch_config: ModelConfig
+) -> None:
+    net = _perturbed(branch_config)
+    path = tmp_path / "branch.pt"
+    model_id = save_checkpoint(net, path, preprocessing_version="pp1")
+    ck = load_checkpoint(path, preprocessing_version="pp1")
+    assert ck.model_id == model_id and ck.config.intensity_features
+    torch.testing.assert_close(ck.model.feature_shift, net.feature_shift, rtol=0, atol=0)
+    batch = to_batch([sample_triplets(_series(s), branch_config) for s in range(2)])
+    a, b = net(*batch), ck.model(*batch)
+    torch.testing.assert_close(a.risk, b.risk, rtol=0, atol=0)
+    torch.testing.assert_close(a.fracture_logit, b.fracture_logit, rtol=0, atol=0)
+
+
+def test_config_without_the_key_loads_without_branch(
+    tmp_path: Path, tiny_config: ModelConfig
+) -> None:
+    stored = tiny_config.to_dict()
+    assert "intensity_features" not in stored  # serialised as before the key existed
+    assert ModelConfig.from_dict(stored) == tiny_config
+    assert not ModelConfig.from_dict(stored).intensity_features
+    on = dataclasses.replace(tiny_config, intensity_features=True)
+    assert ModelConfig.from_dict(on.to_dict()) == on
+    path = tmp_path / "old.pt"
+    save_checkpoint(_perturbed(tiny_config), path, preprocessing_version="pp1")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    assert "intensity_features" not in blob["config"]
+    ck = load_checkpoint(path, preprocessing_version="pp1")
+    assert ck.model.intensity is None and not ck.config.intensity_features
+
+
+def test_shipped_checkpoint_still_verifies_without_branch() -> None:
+    # Its model id hashes its stored config: loading re-checks it (checkpoint_mismatch
+    # if the new key had changed the serialised config of a model without the branch).
+    stored = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    ck = load_checkpoint(SHIPPED, preprocessing_version=stored["preprocessing_version"])
+    assert ck.model_id == stored["model_id"]
+    assert not ck.config.intensity_features and ck.model.intensity is None
+
+
+def test_train_request_takes_the_branch_from_train_config(tmp_path: Path) -> None:
+    from engine.config import load_config
+    from models.train import TrainRequest
+
+    config = load_config()
+    db = tmp_path / "x.duckdb"
+    default = TrainRequest.from_config(config, db=db).model
+    assert default.intensity_features is bool(config["train"]["intensity_features"])
+    for value in (True, False):
+        request = TrainRequest.from_config(config, db=db, intensity_features=value)
+        assert request.model.intensity_features is value
