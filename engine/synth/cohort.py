@@ -170,7 +170,8 @@ def _write_nifti(path: Path, array: np.ndarray, grid: Any) -> None:
     struct.pack_into("<6f", header, 256, 0.0, 0.0, 1.0, -ox, -oy, oz)
     struct.pack_into("<12f", header, 280, -dx, 0, 0, -ox, 0, -dy, 0, -oy, 0, 0, dz, oz)
     header[344:348] = b"n+1\0"
-    with gzip.open(path, "wb", compresslevel=6) as fh:
+    # no time stamp nor file name in the gzip header: the same cohort is the same bytes
+    with open(path, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as fh:
         fh.write(bytes(header))
         fh.write(array.tobytes())
 
