@@ -31,8 +31,11 @@ python3 -c "import numpy, scipy, pandas, pydicom, duckdb; \
 print('numpy', numpy.__version__, 'scipy', scipy.__version__, 'pandas', pandas.__version__, \
 'pydicom', pydicom.__version__, 'duckdb', duckdb.__version__)"
 echo "== gpu-marked tests (CUDA bf16 against CPU float32; training on CUDA)"
+# (tests/engine/anatomy/test_muscle_net.py's CUDA test reads truth NIfTI through SimpleITK,
+# which does not travel: it runs where SimpleITK is installed)
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/models/test_inference.py \
-    tests/models/test_train_command.py tests/engine/score/test_score_gpu.py
+    tests/models/test_network.py tests/models/test_train_command.py \
+    tests/engine/score/test_score_gpu.py
 echo "== model speed: default network and ConvNeXt-Tiny (bf16, channels_last)"
 python3 bench/model_speed.py
 python3 bench/model_speed.py --convnext-tiny --cpu-batch 4
