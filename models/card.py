@@ -252,7 +252,8 @@ def build_card(
                 for f in cache.failures
             ],
             "labels": "clinical table: prevalent_vf (detection); followup_years and "
-            "event_type, deaths censored at death (survival)",
+            "event_type, yearly labels, a fracture positive in every later year, deaths "
+            "censored at death (survival)",
         },
         "configuration": {
             "model": request.model.to_dict(),
