@@ -30,6 +30,7 @@ import numpy as np
 from engine.errors import VfriskError
 from engine.evaluation import (
     SurvivalTarget,
+    aalen_johansen,
     auroc,
     calibration,
     cumulative_dynamic_auc,
@@ -421,7 +422,9 @@ def synthetic_check(
         ``detection_auroc_any`` (``prevalent_vf``); Harrell c-index (5-year horizon) of the
         model's 5-year risk and of ``oracle_image_5y``, ``oracle_bone_5y``,
         ``oracle_full_5y`` and ``frax_mof`` on the same patients, and
-        ``c_ratio_to_oracle_image``.
+        ``c_ratio_to_oracle_image``; for a survival head ``risk_by_year`` (mean predicted
+        risk and the Aalen-Johansen cumulative incidence at years 1..5) and
+        ``calibration_5y`` (slope, intercept, ICI of the 5-year risk).
     """
     import pandas as pd
 
@@ -491,6 +494,21 @@ def synthetic_check(
         out["c_ratio_to_oracle_image"] = _num(
             c_index["model_5y"]["estimate"] / c_index["oracle_image_5y"]["estimate"]
         )
+    if ck.config.has_survival:
+        risk = np.array([x.risk for x in preds], dtype=np.float64)
+        aj = aalen_johansen(target)
+        years = range(1, min(5, risk.shape[1]) + 1)
+        observed = [aj.cif[np.searchsorted(aj.times, y, side="right") - 1] for y in years]
+        out["risk_by_year"] = {
+            "predicted_mean": [_num(risk[:, y - 1].mean()) for y in years],
+            "observed_aj": [_num(v) if len(aj.times) else None for v in observed],
+        }
+        cal = calibration(target, scores["model_5y"], 5.0)
+        out["calibration_5y"] = {
+            "slope": _interval(cal.slope, cal.slope_ci_low, cal.slope_ci_high),
+            "intercept": _interval(cal.intercept, cal.intercept_ci_low, cal.intercept_ci_high),
+            "ici": _num(cal.ici),
+        }
     return out
 
 
@@ -515,6 +533,19 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
     )
     if check.get("c_ratio_to_oracle_image") is not None:
         lines.append(f"- model / oracle_image c-index: {check['c_ratio_to_oracle_image']:.3f}")
+    if "risk_by_year" in check:
+        by_year = check["risk_by_year"]
+        lines.append(
+            "- risk by year 1..5, mean predicted: "
+            + ", ".join(f"{v:.3f}" for v in by_year["predicted_mean"])
+            + "; observed (Aalen-Johansen, deaths competing): "
+            + ", ".join("-" if v is None else f"{v:.3f}" for v in by_year["observed_aj"])
+        )
+        cal = check["calibration_5y"]
+        lines.append(
+            f"- 5-year calibration: slope {_fmt(cal['slope'])}, intercept "
+            f"{_fmt(cal['intercept'])}, ICI {cal['ici']:.3f}"
+        )
     return lines
 
 

@@ -129,12 +129,20 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
         "c_index": {"model_5y": {"estimate": 0.7, "ci_low": 0.6, "ci_high": 0.8},
                     "oracle_image_5y": {"estimate": 0.75, "ci_low": 0.65, "ci_high": 0.85}},
         "c_ratio_to_oracle_image": 0.9333,
+        "risk_by_year": {"predicted_mean": [0.05, 0.1, 0.12, 0.13, 0.15],
+                         "observed_aj": [0.04, 0.09, None, 0.12, 0.14]},
+        "calibration_5y": {"slope": {"estimate": 1.1, "ci_low": 0.7, "ci_high": 1.5},
+                           "intercept": {"estimate": 0.1, "ci_low": -0.2, "ci_high": 0.4},
+                           "ici": 0.02},
     }  # fmt: skip
     record_check(checkpoint, check)
     assert json.loads(json_path.read_text())["synthetic_check"] == check
     md = md_path.read_text()
     assert "seed 77, 150 patients" in md and "grade >= 2: 0.900 (0.800-0.970)" in md
     assert "model / oracle_image c-index: 0.933" in md
+    assert "mean predicted: 0.050, 0.100, 0.120, 0.130, 0.150" in md
+    assert "competing): 0.040, 0.090, -, 0.120, 0.140" in md
+    assert "slope 1.100 (0.700-1.500), intercept 0.100 (-0.200-0.400), ICI 0.020" in md
 
 
 def test_find_cohort_manifest_from_a_hint() -> None:

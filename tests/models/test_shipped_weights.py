@@ -56,3 +56,6 @@ def test_shipped_weights_detect_grade2_fractures_on_fresh_external_patients(
     # the survival head ranks at least as well as the FRAX-like score on the same patients
     c_index = external_check["c_index"]
     assert c_index["model_5y"]["estimate"] >= c_index["frax_mof"]["estimate"]
+    # cumulative risk: the mean predicted risk never falls from one year to the next
+    by_year = external_check["risk_by_year"]["predicted_mean"]
+    assert len(by_year) == 5 and all(b >= a for a, b in zip(by_year[:-1], by_year[1:], strict=True))
