@@ -14,12 +14,13 @@ from typing import Any
 
 from engine.errors import VfriskError
 
-__all__ = ["FUSIONS", "INPUT_VARIANTS", "TASKS", "WEIGHTINGS", "ModelConfig"]
+__all__ = ["FUSIONS", "HAZARD_ACTIVATIONS", "INPUT_VARIANTS", "TASKS", "WEIGHTINGS", "ModelConfig"]
 
 INPUT_VARIANTS = ("bone", "bone_muscle")
 TASKS = ("detection", "survival", "multitask")
 WEIGHTINGS = ("uncertainty", "pcgrad", "fixed")
 FUSIONS = ("attention", "mean")
+HAZARD_ACTIVATIONS = ("softplus", "relu")
 
 
 def _fail(message: str) -> VfriskError:
@@ -75,6 +76,11 @@ class ModelConfig:
         per level, averaged over the present levels and concatenated with the fused image
         vector before both heads. A configuration stored without this key (checkpoints
         written before it existed) has no branch.
+    hazard_activation : str
+        Non-negative yearly hazards of the survival head: ``'softplus'`` (default) or
+        Mirai's ``'relu'``, whose years can die (see
+        :class:`models.heads.CumulativeProbabilityLayer`). A configuration stored without
+        this key (checkpoints written before it existed) is ``'relu'``.
     """
 
     input_variant: str = "bone_muscle"
@@ -92,6 +98,7 @@ class ModelConfig:
     weighting: str = "uncertainty"
     task_weights: tuple[float, float] = (1.0, 1.0)
     intensity_features: bool = False
+    hazard_activation: str = "softplus"
 
     def __post_init__(self) -> None:
         choices = {
@@ -99,6 +106,7 @@ class ModelConfig:
             "task": TASKS,
             "weighting": WEIGHTINGS,
             "fusion": FUSIONS,
+            "hazard_activation": HAZARD_ACTIVATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -142,8 +150,9 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists) for checkpoints and model cards.
 
-        ``intensity_features`` is written only when set: a network without the branch
-        serialises as before the key existed, so its model id (a hash over this dict,
+        ``intensity_features`` is written only when set and ``hazard_activation`` only
+        when it is not ``'relu'``: a network without the branch and with ReLU hazards
+        serialises as before those keys existed, so its model id (a hash over this dict,
         :func:`models.checkpoint.compute_model_id`) is unchanged and the ids of older
         checkpoints still verify.
         """
@@ -152,17 +161,20 @@ class ModelConfig:
         }
         if not self.intensity_features:
             del values["intensity_features"]
+        if self.hazard_activation == "relu":
+            del values["hazard_activation"]
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused (``bad_config``).
 
-        A missing ``intensity_features`` means no intensity branch (see :meth:`to_dict`).
+        A missing ``intensity_features`` means no intensity branch and a missing
+        ``hazard_activation`` means ``'relu'`` (see :meth:`to_dict`).
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise _fail(f"unknown keys {unknown}; known keys are {sorted(known)}")
-        values = {"intensity_features": False, **values}
+        values = {"intensity_features": False, "hazard_activation": "relu", **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

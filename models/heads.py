@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.config import HAZARD_ACTIVATIONS
+
 __all__ = ["AttentionPool", "CumulativeProbabilityLayer", "DetectionHead", "MaskedMeanPool"]
 
 
@@ -85,12 +87,19 @@ class DetectionHead(nn.Module):
 class CumulativeProbabilityLayer(nn.Module):
     """Mirai's cumulative probability layer: P(fracture by year t), monotone in t.
 
-    ``hazards = ReLU(Linear(x))`` (one non-negative hazard per year), ``logit[t] =
+    ``hazards = act(Linear(x))`` (one non-negative hazard per year), ``logit[t] =
     base(x) + sum_{s <= t} hazards[s]`` and ``risk = sigmoid(logit)``. Mirai writes the
     sum as a product with an upper-triangular mask of ones; a cumulative sum is the same
     number and, unlike a matrix product, each partial sum adds a non-negative term to the
     previous one, so the logits are non-decreasing in t even after floating-point
     rounding. The head runs in float32 (outside autocast) for the same reason.
+
+    ``act`` is Mirai's ReLU or softplus. With ReLU a year whose pre-activation turns
+    negative for every patient gets no gradient again: on vfrisk's shipped weights of
+    2026-11-27 years 3-5 died that way (the same 5-year risk as at 2 years for everyone,
+    against an observed incidence still rising). Softplus is positive with a non-zero
+    gradient everywhere, so no year can die; it is the default of new models
+    (``ModelConfig.hazard_activation``).
 
     Parameters
     ----------
@@ -98,10 +107,15 @@ class CumulativeProbabilityLayer(nn.Module):
         Input channels C.
     max_followup : int
         Number of years T.
+    activation : str, optional
+        ``'softplus'`` or ``'relu'`` (Mirai's); default ``'softplus'``.
     """
 
-    def __init__(self, dim: int, max_followup: int) -> None:
+    def __init__(self, dim: int, max_followup: int, activation: str = "softplus") -> None:
         super().__init__()
+        if activation not in HAZARD_ACTIVATIONS:
+            raise ValueError(f"activation {activation!r}: choose one of {HAZARD_ACTIVATIONS}")
+        self.activation = F.softplus if activation == "softplus" else F.relu
         self.hazard_fc = nn.Linear(dim, max_followup)
         self.base_hazard_fc = nn.Linear(dim, 1)
 
@@ -123,6 +137,6 @@ class CumulativeProbabilityLayer(nn.Module):
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
-            hazards = F.relu(self.hazard_fc(x))
+            hazards = self.activation(self.hazard_fc(x))
             logits = torch.cumsum(hazards, dim=1) + self.base_hazard_fc(x)
         return hazards, logits

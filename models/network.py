@@ -90,7 +90,7 @@ class FractureNet(nn.Module):
         self.detection = DetectionHead(head_dim) if config.has_detection else None
         self.survival_pool = _pool(config, dim) if config.has_survival else None
         self.survival = (
-            CumulativeProbabilityLayer(head_dim, config.max_followup)
+            CumulativeProbabilityLayer(head_dim, config.max_followup, config.hazard_activation)
             if config.has_survival
             else None
         )

@@ -265,6 +265,7 @@ class TrainRequest:
             dropout=float(values["dropout"]),
             n_levels=len(config["preprocessing"]["levels"]),
             intensity_features=bool(values["intensity_features"]),
+            hazard_activation=str(values["hazard_activation"]),
         )  # fmt: skip
         cache = values["cache_dir"]
         workers = int(values["workers"]) or max(1, min(8, _cpu_count()))

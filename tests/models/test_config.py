@@ -27,12 +27,26 @@ def test_config_round_trips_through_json() -> None:
         {"depth": ()},
         {"max_followup": 0},
         {"dropout": 1.0},
+        {"hazard_activation": "tanh"},
     ],
 )
 def test_bad_values_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(VfriskError) as err:
         ModelConfig(**bad)
     assert err.value.code == "bad_config"
+
+
+def test_hazard_activation_defaults_to_softplus_and_old_configs_read_as_relu() -> None:
+    new = ModelConfig()
+    assert new.hazard_activation == "softplus"
+    assert new.to_dict()["hazard_activation"] == "softplus"
+    assert ModelConfig.from_dict(new.to_dict()) == new
+    # a checkpoint written before the key existed: Mirai's ReLU, serialised as it was
+    old = new.to_dict()
+    del old["hazard_activation"]
+    relu = ModelConfig.from_dict(old)
+    assert relu.hazard_activation == "relu"
+    assert relu.to_dict() == old
 
 
 def test_unknown_keys_are_refused() -> None:
@@ -59,3 +73,14 @@ def test_package_names_resolve_and_import_torch_lazily() -> None:
         "models.ModelConfig(); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_request_takes_the_hazard_activation_from_train_config(tmp_path) -> None:
+    from engine.config import load_config
+    from models.train import TrainRequest
+
+    config = load_config()
+    default = TrainRequest.from_config(config, db=tmp_path / "x.duckdb").model
+    assert default.hazard_activation == config["train"]["hazard_activation"] == "softplus"
+    relu = TrainRequest.from_config(config, db=tmp_path / "x.duckdb", hazard_activation="relu")
+    assert relu.model.hazard_activation == "relu"

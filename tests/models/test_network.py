@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -71,7 +72,7 @@ def test_risk_in_unit_interval_and_monotone_for_random_weights(
 
 def test_cumulative_layer_against_mirai_matrix_form() -> None:
     # Reference: Mirai's Cumulative_Probability_Layer, logits = hazards @ triu(ones) + base
-    layer = CumulativeProbabilityLayer(2, 3)
+    layer = CumulativeProbabilityLayer(2, 3, "relu")
     with torch.no_grad():
         layer.hazard_fc.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0]]))
         layer.hazard_fc.bias.zero_()
@@ -83,6 +84,33 @@ def test_cumulative_layer_against_mirai_matrix_form() -> None:
     torch.testing.assert_close(logits, torch.tensor([[0.0, 0.0, 2.0]]))
     mirai = hazards @ torch.triu(torch.ones(3, 3)) - 1.0
     torch.testing.assert_close(logits, mirai)
+
+
+def test_softplus_hazards_by_hand_and_no_year_can_die() -> None:
+    layer = CumulativeProbabilityLayer(1, 2, "softplus")
+    with torch.no_grad():
+        layer.hazard_fc.weight.copy_(torch.tensor([[1.0], [1.0]]))
+        layer.hazard_fc.bias.copy_(torch.tensor([0.0, -30.0]))
+        layer.base_hazard_fc.weight.zero_()
+        layer.base_hazard_fc.bias.fill_(-2.0)
+    x = torch.tensor([[0.0]])
+    hazards, logits = layer(x)
+    # by hand: softplus(0) = ln 2; softplus(-30) = ln(1 + e^-30) ~ 9.4e-14
+    expected = torch.tensor([[math.log(2.0), math.log1p(math.exp(-30.0))]])
+    torch.testing.assert_close(hazards, expected)
+    torch.testing.assert_close(logits, torch.cumsum(expected, dim=1) - 2.0)
+    # year 2's pre-activation is -30: ReLU would give its weights no gradient at all
+    logits[0, 1].backward()
+    assert layer.hazard_fc.bias.grad[1] > 0
+    relu = CumulativeProbabilityLayer(1, 2, "relu")
+    relu.load_state_dict(layer.state_dict())
+    relu(x)[1][0, 1].backward()
+    assert relu.hazard_fc.bias.grad[1] == 0
+
+
+def test_unknown_hazard_activation_is_refused() -> None:
+    with pytest.raises(ValueError, match="tanh"):
+        CumulativeProbabilityLayer(2, 3, "tanh")
 
 
 @pytest.mark.parametrize("fusion", ["attention", "mean"])
