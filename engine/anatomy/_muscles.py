@@ -10,11 +10,11 @@ interpolation along z, so 1 mm and 5 mm slices give the same input).
 
 It runs on slices every ~:data:`STRIDE_MM` within the labelled bodies' extent; the class
 probabilities are interpolated linearly along z to the slices in between and bilinearly
-in-plane back to the volume grid, then the most probable class wins (the bilinear step
-is computed only near class boundaries: elsewhere the four coarse neighbours agree, and so
-does any blend of them). Left is patient left (+x). The preprocessing functions here are
-shared with the training (:mod:`engine.anatomy.train_muscles`), so training and inference
-see the same inputs.
+in-plane back to the volume grid, then the most probable class wins (both blends are
+computed only near class boundaries: elsewhere the two slices, or the four coarse
+neighbours, agree, and so does any blend of them). Left is patient left (+x). The
+preprocessing functions here are shared with the training
+(:mod:`engine.anatomy.train_muscles`), so training and inference see the same inputs.
 
 torch is imported inside the functions that need it: importing this module stays cheap.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -181,7 +181,11 @@ def crop_stack(
     raw = _extract(hu, need, box, _AIR_HU)
     pos = np.searchsorted(need, lo), np.searchsorted(need, hi)
     wt = (zf - lo)[..., None, None].astype(np.float32)
-    stack = raw[pos[0]] * (1.0 - wt) + raw[pos[1]] * wt  # (n, 3, h, w)
+    stack = raw[pos[0]]  # (n, 3, h, w): raw[lo] * (1 - wt) + raw[hi] * wt, in place
+    stack *= 1.0 - wt
+    upper = raw[pos[1]]
+    upper *= wt
+    stack += upper
     return normalize_hu(_resize(stack, window_px(margin_px), antialias=True))
 
 
@@ -371,16 +375,13 @@ def _muscle_window(
     if a1 <= a0 or b1 <= b0:
         return None
     prob = torch.from_numpy(predict_probabilities(net, crop_stack(hu, grid, ks, centre), device))
-    # each native slice: linear blend of the two processed slices around it, in the
-    # coarse window where it is cheap
+    # each native slice: linear blend of the two processed slices around it
     kk = np.arange(k0, k1)
     hi = np.clip(np.searchsorted(ks, kk), 1, len(ks) - 1) if len(ks) > 1 else np.zeros_like(kk)
     lo = np.maximum(hi - 1, 0)
     t = np.clip((kk - ks[lo]) / np.maximum(ks[hi] - ks[lo], 1), 0.0, 1.0).astype(np.float32)
-    t_t = torch.from_numpy(t)[:, None, None, None]
-    with torch.inference_mode():
-        blend = prob[torch.from_numpy(lo)] * (1.0 - t_t) + prob[torch.from_numpy(hi)] * t_t
     lut = np.array(CLASS_LABELS, np.uint8)
+    blend = _Blend(prob.permute(0, 2, 3, 1).contiguous(), lo, hi, t)
     out = _upsample_argmax(blend, (h, w), (a0 - j0, a1 - j0), (b0 - i0, b1 - i0), lut)
     return (slice(k0, k1), slice(a0, a1), slice(b0, b1)), out
 
@@ -395,15 +396,63 @@ def _source_index(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return i0, np.where(i0 < n_in - 1, i0 + 1, i0), (src - i0).astype(np.float32)
 
 
+class _Blend(NamedTuple):
+    """Class probabilities of the native slices, kept as the blend of the processed ones:
+    slice ``k`` is ``prob[lo[k]] * (1 - t[k]) + prob[hi[k]] * t[k]``.
+
+    Attributes
+    ----------
+    prob : torch.Tensor
+        float32, shape (n, H, W, classes) on the CPU: the processed slices, a pixel's
+        classes together.
+    lo, hi : np.ndarray
+        int64, shape (m,): the processed slices around each native slice.
+    t : np.ndarray
+        float32, shape (m,): the weight of ``hi``.
+    """
+
+    prob: torch.Tensor
+    lo: np.ndarray
+    hi: np.ndarray
+    t: np.ndarray
+
+    def at(self, k: np.ndarray, r: np.ndarray, c: np.ndarray) -> torch.Tensor:
+        """Blended probabilities of native pixels (k, r, c) (int arrays, shape (q,)):
+        float32, shape (q, classes), computed as the whole blend would compute them."""
+        import torch
+
+        t = torch.from_numpy(self.t[k])[:, None]
+        r_t, c_t = torch.from_numpy(r), torch.from_numpy(c)
+        a = self.prob[torch.from_numpy(self.lo[k]), r_t, c_t]
+        b = self.prob[torch.from_numpy(self.hi[k]), r_t, c_t]
+        return a * (1.0 - t) + b * t
+
+    def argmax(self) -> np.ndarray:
+        """Class index (first maximum) of every native slice's coarse pixels, uint8 of
+        shape (m, H, W), blending only where the two processed slices disagree.
+
+        A blend is a convex combination: the class that is the (first) maximum in both
+        processed slices is the maximum of the blend too, so only the pixels whose class
+        changes between them (a muscle's edge moving along z) need the blend.
+        """
+        cls = _argmax_channels(self.prob.permute(0, 3, 1, 2))
+        out = cls[self.lo]
+        kq, rq, cq = np.nonzero(out != cls[self.hi])
+        if kq.size:
+            out[kq, rq, cq] = _argmax_channels(self.at(kq, rq, cq)[:, :, None, None])[:, 0, 0]
+        return out
+
+
 def _upsample_argmax(
-    prob: torch.Tensor,
+    blend: _Blend,
     size: tuple[int, int],
     rows: tuple[int, int],
     cols: tuple[int, int],
     lut: np.ndarray,
 ) -> np.ndarray:
-    """``lut[F.interpolate(prob, size, "bilinear").argmax(1)[:, r0:r1, c0:c1]]``,
-    interpolating only where the answer is not already known.
+    """``lut[F.interpolate(prob, size, "bilinear").argmax(1)[:, r0:r1, c0:c1]]`` of the
+    blended probabilities ``prob``, interpolating only where the answer is not already
+    known.
 
     A native pixel is a convex combination of its four coarse neighbours; when one class
     is the (first) maximum at all four, it is the maximum of the combination too. So a
@@ -413,8 +462,8 @@ def _upsample_argmax(
 
     Parameters
     ----------
-    prob : torch.Tensor
-        float32, shape (n, classes, H, W) on the CPU.
+    blend : _Blend
+        The native slices' coarse probabilities (H x W, classes).
     size : tuple of int
         Full output size (h, w) of the interpolation.
     rows, cols : tuple of int
@@ -422,27 +471,52 @@ def _upsample_argmax(
     lut : np.ndarray
         uint8, shape (classes,): the label of each class (never 255).
     """
-    _, _, n_h, n_w = prob.shape
+    _, n_h, n_w, _ = blend.prob.shape
     y0, y1, wy = (a[rows[0] : rows[1]] for a in _source_index(n_h, size[0]))
     x0, x1, wx = (a[cols[0] : cols[1]] for a in _source_index(n_w, size[1]))
-    coarse = _argmax_channels(prob)  # the window is 80 x 112: at least 2 x 2
+    coarse = blend.argmax()  # the window is 80 x 112: at least 2 x 2
     same_x = coarse[:, :, :-1] == coarse[:, :, 1:]
     agree = same_x[:, :-1] & same_x[:, 1:] & (coarse[:, :-1, :-1] == coarse[:, 1:, :-1])
     code = np.where(agree, lut[coarse[:, :-1, :-1]], np.uint8(255))
     # pixel -> the coarse cell whose corners hold its neighbours (clamped at the far edge)
     cell_y, cell_x = np.minimum(y0, n_h - 2), np.minimum(x0, n_w - 2)
     out = np.take(np.take(code, cell_y, axis=1), cell_x, axis=2)
-    kq, rq, cq = np.nonzero(out == 255)
-    if kq.size:
+    kc, yc, xc = np.nonzero(code == 255)
+    # the native pixels of each undecided cell: a block of rows by columns (cell_y and
+    # cell_x do not decrease), listed cell by cell without a search of the native window
+    first_y = np.searchsorted(cell_y, np.arange(n_h))
+    first_x = np.searchsorted(cell_x, np.arange(n_w))
+    n_r, n_c = np.diff(first_y)[yc], np.diff(first_x)[xc]
+    keep = n_r * n_c > 0
+    kc, yc, xc, n_r, n_c = kc[keep], yc[keep], xc[keep], n_r[keep], n_c[keep]
+    if kc.size:
         import torch
 
-        p = prob.permute(0, 2, 3, 1).contiguous()  # (n, H, W, classes): a pixel's classes together
-        k = torch.from_numpy(kq)
-        r0, r1 = torch.from_numpy(y0[rq]), torch.from_numpy(y1[rq])
-        c0, c1 = torch.from_numpy(x0[cq]), torch.from_numpy(x1[cq])
-        ty, tx = torch.from_numpy(wy[rq])[:, None], torch.from_numpy(wx[cq])[:, None]
-        v = (p[k, r0, c0] * (1.0 - tx) + p[k, r0, c1] * tx) * (1.0 - ty) + (
-            p[k, r1, c0] * (1.0 - tx) + p[k, r1, c1] * tx
-        ) * ty
+        # the blended probabilities at the four corners of each undecided cell, once per
+        # cell (about ten native pixels share one); a pixel's neighbours are corners of
+        # its cell (at the far edge both neighbours are the cell's last row or column)
+        corners = torch.stack(
+            [blend.at(kc, yc + a, xc + b) for a in (0, 1) for b in (0, 1)], dim=1
+        ).reshape(kc.size, 2, 2, -1)
+        # interpolated along x first, per cell and native column (the cell's native rows
+        # share it): both corner rows, shape (pairs, 2, classes)
+        pair = np.repeat(np.arange(kc.size), n_c)
+        col = first_x[xc][pair] + np.arange(pair.size) - np.repeat(np.cumsum(n_c) - n_c, n_c)
+        cx, tx = xc[pair], torch.from_numpy(wx[col])[:, None, None]
+        pair_t = torch.from_numpy(pair)
+        c0, c1 = torch.from_numpy(x0[col] - cx), torch.from_numpy(x1[col] - cx)
+        along_x = corners[pair_t, :, c0] * (1.0 - tx) + corners[pair_t, :, c1] * tx
+        # then along y, per native pixel: (cell, row, column) listed cell by cell
+        n_px = n_r * n_c
+        cell = np.repeat(np.arange(kc.size), n_px)
+        off = np.arange(int(n_px.sum())) - np.repeat(np.cumsum(n_px) - n_px, n_px)
+        kq = kc[cell]
+        rq = first_y[yc][cell] + off // n_c[cell]
+        cq = first_x[xc][cell] + off % n_c[cell]
+        px_pair = torch.from_numpy(np.repeat(np.cumsum(n_c) - n_c, n_px) + off % n_c[cell])
+        cy = yc[cell]
+        r0, r1 = torch.from_numpy(y0[rq] - cy), torch.from_numpy(y1[rq] - cy)
+        ty = torch.from_numpy(wy[rq])[:, None]
+        v = along_x[px_pair, r0] * (1.0 - ty) + along_x[px_pair, r1] * ty
         out[kq, rq, cq] = lut[_argmax_channels(v[:, :, None, None])[:, 0, 0]]
     return out

@@ -185,3 +185,29 @@ def test_segment_muscles_empty_range_is_empty() -> None:
     )
     assert out.shape == grid.shape_zyx and not out.any()
     assert _muscles.PIXEL_MM > 0
+
+
+@pytest.mark.parametrize("n_processed", [1, 4])
+def test_blended_upsample_argmax_against_interpolate(n_processed: int) -> None:
+    # reference: blend every native slice, F.interpolate(bilinear, align_corners=False),
+    # argmax (first maximum), crop, class -> label: what _upsample_argmax skips where the
+    # answer is known (agreeing slices along z, agreeing corners in-plane); exact equality
+    rng = np.random.default_rng(11)
+    coarse = rng.normal(size=(n_processed, 5, 4, 5)).astype(np.float32)
+    smooth = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(8, 10), mode="bicubic")
+    prob = torch.softmax(3.0 * smooth, dim=1).contiguous()
+    ks = np.linspace(0, 9, n_processed).round().astype(int)
+    kk = np.arange(10)
+    hi = np.clip(np.searchsorted(ks, kk), 1, n_processed - 1) if n_processed > 1 else 0 * kk
+    lo = np.maximum(hi - 1, 0)
+    t = np.clip((kk - ks[lo]) / np.maximum(ks[hi] - ks[lo], 1), 0, 1).astype(np.float32)
+    lut = np.array([0, 11, 12, 13, 14], np.uint8)
+    blend = _muscles._Blend(prob.permute(0, 2, 3, 1).contiguous(), lo, hi, t)
+    size, rows, cols = (29, 37), (3, 29), (0, 31)
+    got = _muscles._upsample_argmax(blend, size, rows, cols, lut)
+    t_t = torch.from_numpy(t)[:, None, None, None]
+    dense = prob[torch.from_numpy(lo)] * (1.0 - t_t) + prob[torch.from_numpy(hi)] * t_t
+    up = torch.nn.functional.interpolate(dense, size=size, mode="bilinear", align_corners=False)
+    want = lut[up.argmax(dim=1).numpy()[:, rows[0] : rows[1], cols[0] : cols[1]]]
+    assert got.shape == want.shape and len(np.unique(want)) >= 3
+    np.testing.assert_array_equal(got, want)
