@@ -7,8 +7,9 @@ with the same number of worker processes:
    (``pixel_array``), one series per task -> scans/s;
 2. ``vfrisk score`` (a subprocess, fresh database copy, random-weight model of the
    default size: throughput only) on the first ``--patients`` series -> scans/s, the
-   ratio score / decode (goal >= 0.5 on 2 cores, >= 0.8 on a 16-core GPU machine) and the
-   peak RSS of its largest process;
+   ratio score / decode (goal >= 0.5 on 2 cores, >= 0.8 on a 16-core GPU machine), the
+   peak RSS of its largest process and, from its log, the seconds from its launch to the
+   model being loaded and to the first prepared series (the fixed cost);
 3. both again on ``--memory-patients`` series: peak memory should stay flat in archive
    size, and the marginal rate of each, (m - n) / (t_m - t_n), is the steady-state
    throughput with the fixed costs (interpreter and worker start, model load, CUDA
@@ -23,6 +24,8 @@ Usage: ``python bench/score_throughput.py [--patients 20] [--memory-patients 80]
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import multiprocessing
 import os
 import resource
@@ -55,12 +58,28 @@ def decode_floor(series: list[list[str]], workers: int) -> float:
     return time.perf_counter() - t0
 
 
+def _since_launch(log: Path, launched: float) -> dict[str, float]:
+    """Seconds from the command's launch (``time.time()``) to each event in its JSON log."""
+    out = {}
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record["event"] not in out:
+            out[record["event"]] = dt.datetime.fromisoformat(record["ts"]).timestamp() - launched
+    return out
+
+
 def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> tuple[float, float]:
-    """Seconds of one `vfrisk score` subprocess and the peak RSS (MB) of its largest process."""
+    """Seconds of one `vfrisk score` subprocess and the peak RSS (MB) of its largest process.
+
+    Also prints the fixed cost: seconds from the launch to the model loaded and the
+    manifest read (``score.start``) and to the first prepared series in the main process
+    (``score.first_prepared``).
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
+    log = db.with_suffix(".log")
+    launched, t0 = time.time(), time.perf_counter()
     cmd = [
-        sys.executable, "-m", "engine.cli", "--log-file", str(db.with_suffix(".log")), "score",
+        sys.executable, "-m", "engine.cli", "--log-file", str(log), "score",
         "--db", str(db), "--model", str(model), "--workers", str(workers), "--device", device,
         "--batch-size", str(batch), "--no-progress",
     ]  # fmt: skip
@@ -68,6 +87,13 @@ def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> t
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print("   ", out.stdout.strip().splitlines()[0])
+    events = _since_launch(log, launched)
+    marks = ", ".join(
+        f"{name} {events[key]:.1f} s"
+        for name, key in (("model loaded", "score.start"), ("first series", "score.first_prepared"))
+        if key in events
+    )
+    print(f"    from launch: {marks}")
     return seconds, max(peak, before) / 1024
 
 

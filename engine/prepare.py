@@ -51,6 +51,7 @@ from engine.errors import VfriskError
 from engine.load import Volume, load_volume
 
 __all__ = [
+    "PreparePool",
     "PrepareFailure",
     "PreparedSeries",
     "SeriesJob",
@@ -354,16 +355,157 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(loading: dict[str, Any], settings: PreprocessingSettings, opts: dict) -> None:
+def _init_worker(
+    parent: int, loading: dict[str, Any], settings: PreprocessingSettings, opts: dict
+) -> None:
+    # ``parent`` comes from the parent itself: one killed while this worker was starting
+    # is already gone here, and os.getppid() would name the process that adopted us
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     import torch
 
     torch.set_num_threads(1)  # one core per worker; the workers fill the machine
     _WORKER.update(loading=loading, settings=settings, opts=opts)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _warm_up() -> None:
+    """Import in a fresh worker what its first series would (the QA picture's pillow,
+    the muscle network's module), while it has nothing else to do."""
+    import PIL.Image  # noqa: F401
+    import PIL.ImageDraw  # noqa: F401
+    import PIL.PngImagePlugin  # noqa: F401
+
+    import engine.anatomy.muscle_net  # noqa: F401
 
 
 def _run_job(job: SeriesJob) -> PreparedSeries | PrepareFailure:
     return prepare_job(job, _WORKER["loading"], _WORKER["settings"], **_WORKER["opts"])
+
+
+class PreparePool:
+    """Worker processes preparing series, started as soon as the pool is made.
+
+    Starting ``spawn`` workers costs seconds (each imports numpy, pydicom and torch, more
+    when 16 start at once; issue 7): a caller with other slow work (loading the model)
+    makes the pool first, so that both go on together, then hands it its jobs with
+    :meth:`prepare`. Use it as a context manager, or call :meth:`close`.
+
+    Parameters
+    ----------
+    loading, settings, masks_dir, qa_dir
+        As :func:`prepare_job`.
+    workers : int
+        Processes (at least 2; :func:`prepare_many` prepares in-process for 1).
+    """
+
+    def __init__(
+        self,
+        loading: dict[str, Any],
+        settings: PreprocessingSettings,
+        *,
+        workers: int,
+        masks_dir: Path | str | None = None,
+        qa_dir: Path | str | None = None,
+    ) -> None:
+        self.workers = workers
+        opts = {"masks_dir": masks_dir, "qa_dir": qa_dir}
+        self._initargs = (os.getpid(), loading, settings, opts)
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=self._initargs,
+        )  # fmt: skip
+        for _ in range(self.workers):  # one task each: spawns every worker now
+            executor.submit(_warm_up)
+        return executor
+
+    def __enter__(self) -> PreparePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (series in flight are dropped)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def prepare(
+        self, jobs: Iterable[SeriesJob], window: int | None = None
+    ) -> Iterator[PreparedSeries | PrepareFailure]:
+        """Prepare ``jobs`` in the workers; the returned iterator yields each as it finishes.
+
+        The first ``window`` jobs go to the workers at once, before the first result is
+        asked for (the caller may have slow work of its own meanwhile). See
+        :func:`prepare_many` for the order, the window and dead workers.
+        """
+        limit = max(1, window) if window is not None else None
+        source = iter(jobs)
+        retry: deque[SeriesJob] = deque()
+        deaths: dict[str, int] = {}
+        pending: dict[Future, SeriesJob] = {}
+
+        def died(job: SeriesJob, out: list[PreparedSeries | PrepareFailure]) -> None:
+            deaths[job.series_uid] = deaths.get(job.series_uid, 0) + 1
+            if deaths[job.series_uid] < MAX_WORKER_DEATHS:
+                retry.append(job)  # perhaps it was another series that killed the worker
+                return
+            out.append(
+                PrepareFailure(
+                    job.series_uid,
+                    "load",
+                    "worker_died",
+                    f"series {job.series_uid}: the worker process preparing it died "
+                    f"{MAX_WORKER_DEATHS} times (out of memory, or killed); see the system log",
+                )  # fmt: skip
+            )
+
+        def replace_pool(out: list[PreparedSeries | PrepareFailure]) -> None:
+            for job in pending.values():  # every series still in the dead pool shares the fate
+                died(job, out)
+            pending.clear()
+            self.close()
+            self._executor = self._start()
+
+        def fill(out: list[PreparedSeries | PrepareFailure]) -> None:
+            while limit is None or len(pending) < limit:
+                job = retry.popleft() if retry else next(source, None)
+                if job is None:
+                    return
+                try:
+                    pending[self._executor.submit(_run_job, job)] = job
+                except BrokenProcessPool:  # a worker died before it got this job
+                    died(job, out)  # counted, so that a pool that always dies cannot loop
+                    replace_pool(out)
+
+        def results(
+            first: list[PreparedSeries | PrepareFailure],
+        ) -> Iterator[PreparedSeries | PrepareFailure]:
+            yield from first  # series that failed while the jobs were first handed out
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                out: list[PreparedSeries | PrepareFailure] = []
+                broken = False
+                for future in finished:
+                    job = pending.pop(future)
+                    try:
+                        out.append(future.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        died(job, out)
+                    except Exception as exc:  # the job could not reach or leave a worker
+                        uid = job.series_uid
+                        out.append(
+                            PrepareFailure(uid, "load", "internal_error", f"series {uid}: {exc!r}")
+                        )
+                if broken:
+                    replace_pool(out)
+                fill(out)  # before yielding, so the workers stay busy meanwhile
+                yield from out
+
+        first: list[PreparedSeries | PrepareFailure] = []
+        fill(first)
+        return results(first)
 
 
 def prepare_many(
@@ -379,10 +521,11 @@ def prepare_many(
     """Prepare many series, ``workers`` at a time, yielding each as it finishes.
 
     With ``workers == 1`` everything runs in this process, in order. Otherwise worker
-    processes (``spawn``: safe beside torch threads) take one series each; results come
-    back in completion order, so one slow series does not hold up the others. A worker
-    that dies (out of memory, killed) never hangs the run: the series it held are retried
-    in a fresh pool, and fail with ``worker_died`` after :data:`MAX_WORKER_DEATHS`.
+    processes (a :class:`PreparePool`; ``spawn``: safe beside torch threads) take one
+    series each; results come back in completion order, so one slow series does not hold
+    up the others. A worker that dies (out of memory, killed) never hangs the run: the
+    series it held are retried in a fresh pool, and fail with ``worker_died`` after
+    :data:`MAX_WORKER_DEATHS`.
 
     Parameters
     ----------
@@ -396,72 +539,11 @@ def prepare_many(
         (backpressure: memory stays flat however many jobs there are). Default: all
         jobs are submitted at once.
     """
-    opts = {"masks_dir": masks_dir, "qa_dir": qa_dir}
     if workers <= 1:
         for job in jobs:
-            yield prepare_job(job, loading, settings, **opts)
+            yield prepare_job(job, loading, settings, masks_dir=masks_dir, qa_dir=qa_dir)
         return
-    limit = max(1, window) if window is not None else None
-    source = iter(jobs)
-    retry: deque[SeriesJob] = deque()
-    deaths: dict[str, int] = {}
-    ctx = multiprocessing.get_context("spawn")
-
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(loading, settings, opts)
-        )
-
-    pool = new_pool()
-    pending: dict[Future, SeriesJob] = {}
-
-    def fill() -> None:
-        while limit is None or len(pending) < limit:
-            job = retry.popleft() if retry else next(source, None)
-            if job is None:
-                return
-            pending[pool.submit(_run_job, job)] = job
-
-    def died(job: SeriesJob, out: list[PreparedSeries | PrepareFailure]) -> None:
-        deaths[job.series_uid] = deaths.get(job.series_uid, 0) + 1
-        if deaths[job.series_uid] < MAX_WORKER_DEATHS:
-            retry.append(job)  # perhaps it was another series that killed the worker
-            return
-        out.append(
-            PrepareFailure(
-                job.series_uid,
-                "load",
-                "worker_died",
-                f"series {job.series_uid}: the worker process preparing it died "
-                f"{MAX_WORKER_DEATHS} times (out of memory, or killed); see the system log",
-            )  # fmt: skip
-        )
-
-    try:
-        fill()
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            out: list[PreparedSeries | PrepareFailure] = []
-            broken = False
-            for future in finished:
-                job = pending.pop(future)
-                try:
-                    out.append(future.result())
-                except BrokenProcessPool:
-                    broken = True
-                    died(job, out)
-                except Exception as exc:  # the job could not reach or leave a worker
-                    uid = job.series_uid
-                    out.append(
-                        PrepareFailure(uid, "load", "internal_error", f"series {uid}: {exc!r}")
-                    )
-            if broken:  # every series still in the dead pool shares the fate
-                for job in pending.values():
-                    died(job, out)
-                pending.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-            fill()  # before yielding, so the workers stay busy meanwhile
-            yield from out
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    with PreparePool(
+        loading, settings, workers=workers, masks_dir=masks_dir, qa_dir=qa_dir
+    ) as pool:
+        yield from pool.prepare(jobs, window)

@@ -1,19 +1,22 @@
 """The local backend of ``vfrisk score``: worker processes prepare, this process runs the
 model, a writer thread commits.
 
-Worker processes (:func:`engine.prepare.prepare_many`, a bounded window of series in
+Worker processes (:class:`engine.prepare.PreparePool`, a bounded window of series in
 flight) load and prepare series; this process gathers them into batches of
-``batch_size``, runs the network on the device, and hands each batch's outcomes to the
-:class:`~engine.score.pipeline.BatchWriter`. Only the main thread pulls jobs from the
-database and only the writer thread writes.
+``batch_size`` (smaller at the end, once fewer series than workers are left to prepare,
+so that the network runs beside the last ones), runs the network on the device, and
+hands each batch's outcomes to the :class:`~engine.score.pipeline.BatchWriter`. Only the
+main thread pulls jobs from the database and only the writer thread writes.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from engine import logs
 from engine.anatomy import PreprocessingSettings
 from engine.config import Config
 from engine.prepare import PreparedSeries, PrepareFailure, SeriesJob, prepare_many
@@ -55,39 +58,62 @@ def run_local(
     config: Config,
     qa_dir: Path | None,
 ) -> Iterator[Outcome]:
-    """Score ``entries``; yield each series' outcome once its batch is queued for writing."""
+    """Score ``entries``; yield each series' outcome once its batch is queued for writing.
+
+    The workers (``ctx.pool``, started before the model was loaded) get their first
+    series before the network moves to ``ctx.device``, so CUDA's initialisation overlaps
+    their work.
+    """
     import torch
 
-    if ctx.model.device == "cpu":
+    if ctx.device == "cpu":
         # The workers fill the other cores; the model gets what is left, at least one.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - max(0, request.workers - 1)))
-    in_flight: dict[str, SeriesJob] = {}
+    in_flight: dict[str, SeriesJob] = {}  # pulled from the database, not yet flushed
+    pulled_all = False
 
     def jobs() -> Iterator[SeriesJob]:
+        nonlocal pulled_all
         for job in iter_jobs(ctx.store, entries):
             in_flight[job.series_uid] = job
             yield job
+        pulled_all = True
 
-    window = request.batch_size + request.workers * int(config["score"]["queue_per_worker"])
-    source = prepare_many(
-        jobs(), dict(config["loading"]), PreprocessingSettings.from_config(config),
-        workers=request.workers, masks_dir=request.masks_dir, qa_dir=qa_dir, window=window,
-    )  # fmt: skip
+    if ctx.pool is not None:
+        window = request.batch_size + ctx.pool.workers * int(config["score"]["queue_per_worker"])
+        source = ctx.pool.prepare(jobs(), window)
+    else:  # one worker: series are prepared here, in order
+        source = prepare_many(
+            jobs(), dict(config["loading"]), PreprocessingSettings.from_config(config),
+            masks_dir=request.masks_dir, qa_dir=qa_dir,
+        )  # fmt: skip
+    ctx.model = ctx.model.to(ctx.device)
     writer = BatchWriter(ctx)
     ready: list[PreparedSeries] = []
     failed: list[Outcome] = []
     try:
-        for item in source:
+        for n, item in enumerate(source):
+            if n == 0:  # the fixed cost a run pays before its first series is ready
+                logs.event(
+                    "score.first_prepared", seconds=round(time.perf_counter() - ctx.started, 3)
+                )
             if isinstance(item, PrepareFailure):
                 failed.append(Outcome(in_flight[item.series_uid], failure=item))
             else:
                 ready.append(item)
-            if len(ready) + len(failed) >= request.batch_size:
+            preparing = len(in_flight) - len(ready) - len(failed)
+            # a full batch; or, at the end, a worker left idle: the model runs beside the
+            # last series instead of after them
+            if len(ready) + len(failed) >= request.batch_size or (
+                pulled_all and preparing < request.workers
+            ):
                 yield from _flush(ctx, writer, in_flight, ready, failed, request.batch_size)
         if ready or failed:
             yield from _flush(ctx, writer, in_flight, ready, failed, request.batch_size)
     finally:
-        source.close()  # stops the worker pool before the writer drains
+        source.close()
+        if ctx.pool is not None:
+            ctx.pool.close()  # stops the workers before the writer drains
         writer.close()
 
 

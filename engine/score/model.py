@@ -7,6 +7,7 @@ gets the same numbers wherever it is scored.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import traceback
@@ -60,6 +61,14 @@ class LoadedModel:
     def model_id(self) -> str:
         """The checkpoint's model id (16 hex digits, :mod:`models.checkpoint`)."""
         return self.checkpoint.model_id
+
+    def to(self, device: str) -> LoadedModel:
+        """The same model on ``device`` (the network moves: this record then describes a
+        network that is no longer on its ``device``; use the returned one)."""
+        if device == self.device:
+            return self
+        self.checkpoint.model.to(device)
+        return dataclasses.replace(self, device=device)
 
 
 def resolve_device(name: str) -> str:

@@ -2,11 +2,16 @@
 
 The flow of one run (both backends):
 
-1. load the checkpoint and register it in ``models``;
-2. read the manifest: the selected series without a current prediction (or failure) of
+1. start the worker processes (local backend), so that they import their libraries
+   while this process loads the checkpoint, instead of after (issue 7: the start of 16
+   workers costs seconds);
+2. load the checkpoint (on the CPU: the local backend moves the network to the device
+   once the workers have their first series, so CUDA's initialisation overlaps their
+   work too) and register it in ``models``;
+3. read the manifest: the selected series without a current prediction (or failure) of
    this model (:func:`engine.store.score_tables.manifest`);
-3. the backend prepares the series in worker processes and runs the model on batches;
-4. each batch's outcomes go to :class:`BatchWriter`, a thread that commits one batch per
+4. the backend prepares the series in worker processes and runs the model on batches;
+5. each batch's outcomes go to :class:`BatchWriter`, a thread that commits one batch per
    write transaction (predictions, biomarkers, QA facts and failures together), so the
    model never waits for the database and a killed run loses at most the batches not
    yet committed, which the next run scores again.
@@ -30,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from engine import logs
+from engine.anatomy import PreprocessingSettings
 from engine.config import Config
 from engine.errors import VfriskError
-from engine.prepare import PreparedSeries, PrepareFailure, SeriesJob, jobs_for
-from engine.score.model import LoadedModel, load_model
+from engine.prepare import PreparedSeries, PrepareFailure, PreparePool, SeriesJob, jobs_for
+from engine.score.model import LoadedModel, load_model, resolve_device
 from engine.store import Store
 from engine.store.score_tables import (
     FailureRow,
@@ -233,6 +239,9 @@ class _RunContext:
     model: LoadedModel
     preprocessing_version: str
     run_id: str
+    device: str  # where the network runs (``model`` is on the CPU until the backend moves it)
+    started: float  # time.perf_counter() when the run began
+    pool: PreparePool | None  # the local backend's workers, when more than one
 
 
 def commit_batch(ctx: _RunContext, outcomes: Sequence[Outcome], batch_no: int) -> None:
@@ -363,6 +372,7 @@ def score_archive(
             f"--masks {request.masks_dir} is not a folder; pass the TotalSegmentator output root "
             "(one folder per SeriesInstanceUID)",
         )
+    started = time.perf_counter()
     run_id = run_id or logs.run_id() or uuid.uuid4().hex[:12]
     store = Store(request.db, lock_timeout_s=config["storage"]["lock_timeout_s"])
     if not store.path.exists():
@@ -371,18 +381,47 @@ def score_archive(
             f"database {request.db} does not exist; index the archive first with "
             f"`vfrisk index ARCHIVE --db {request.db}`",
         )
+    qa_dir = qa_dir_for(store.path) if request.qa_png else None
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if request.backend == "local" and request.workers > 1 and not request.dry_run:
+            pool = stack.enter_context(
+                PreparePool(
+                    dict(config["loading"]),
+                    PreprocessingSettings.from_config(config),
+                    workers=request.workers,
+                    masks_dir=request.masks_dir,
+                    qa_dir=qa_dir,
+                )  # fmt: skip
+            )
+        return _score(request, config, store, run_id, qa_dir, pool, started)
+
+
+def _score(
+    request: ScoreRequest,
+    config: Config,
+    store: Store,
+    run_id: str,
+    qa_dir: Path | None,
+    pool: PreparePool | None,
+    started: float,
+) -> ScoreSummary:
+    """:func:`score_archive` once the workers are starting."""
     version = str(config["preprocessing"]["version"])
     model_path = request.model_path or (
         Path(config["score"]["model"]) if config["score"]["model"] else None
     )
-    model = load_model(model_path, version, request.device)
+    device = resolve_device(request.device)
+    # on the CPU for now: the backend moves it once the workers have their first series,
+    # so CUDA's initialisation overlaps their work
+    model = load_model(model_path, version, "cpu")
     with store.read() as con:
         entries, counts = manifest(
             con, model.model_id, rescore=request.rescore, retry_failed=request.retry_failed
         )
     skipped = counts["selected"] - counts["due"]
     base = dict(
-        run_id=run_id, model_id=model.model_id, device=model.device, backend=request.backend,
+        run_id=run_id, model_id=model.model_id, device=device, backend=request.backend,
         selected=counts["selected"], due=counts["due"], skipped=skipped,
     )  # fmt: skip
     if request.dry_run:
@@ -393,10 +432,15 @@ def score_archive(
             path=str(model.path), sha256=model.sha256, preprocessing_version=version,
             card=model.card,
         )  # fmt: skip
-    store.start_run(run_id, "score", config.hash(), model_id=model.model_id, device=model.device)
-    logs.event("score.start", model_id=model.model_id, device=model.device, due=len(entries))
-    ctx = _RunContext(store=store, model=model, preprocessing_version=version, run_id=run_id)
-    qa_dir = qa_dir_for(store.path) if request.qa_png else None
+    store.start_run(run_id, "score", config.hash(), model_id=model.model_id, device=device)
+    logs.event(
+        "score.start", model_id=model.model_id, device=device, due=len(entries),
+        seconds=round(time.perf_counter() - started, 3),
+    )  # fmt: skip
+    ctx = _RunContext(
+        store=store, model=model, preprocessing_version=version, run_id=run_id,
+        device=device, started=started, pool=pool,
+    )  # fmt: skip
     tally: dict[str, int] = {}
     scored = failed = 0
     t0 = time.perf_counter()

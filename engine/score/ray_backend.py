@@ -121,13 +121,13 @@ def run_ray(
     import ray.data
 
     started = _init_ray(request)
-    gpu = ctx.model.device.startswith("cuda")
+    gpu = ctx.device.startswith("cuda")  # the actors load the network there
     prepare_args = (
         dict(config["loading"]),
         PreprocessingSettings.from_config(config),
         {"masks_dir": request.masks_dir, "qa_dir": qa_dir},
     )
-    model_args = (str(ctx.model.path), ctx.preprocessing_version, ctx.model.device,
+    model_args = (str(ctx.model.path), ctx.preprocessing_version, ctx.device,
                   request.batch_size)  # fmt: skip
     actors = max(1, int(config["score"]["ray_model_actors"]))
     writer = BatchWriter(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from engine.index import IndexRequest, index_archive, rules_from_config
 from engine.prepare import (
     PreparedSeries,
     PrepareFailure,
+    PreparePool,
     SeriesJob,
     jobs_for,
     prepare_job,
@@ -98,3 +100,24 @@ def test_many_in_workers_equals_one_by_one_and_the_window_bounds_what_is_pulled(
         assert repr(a.biomarkers) == repr(b.biomarkers) and a.qa_flags == b.qa_flags  # NaN-safe
         assert a.qa_png == qa_png_path(tmp_path, uid) and a.qa_png.is_file()
         assert {"load", "anatomy", "inputs", "biomarkers", "qa"} <= set(a.seconds)
+
+
+def test_a_pool_starts_its_workers_at_once_and_hands_out_jobs_before_it_is_iterated(
+    indexed,
+) -> None:
+    store, uids = indexed
+    with store.read() as con:
+        jobs = jobs_for(con, uids)
+    pulled = []
+
+    def source():
+        for job in jobs:
+            pulled.append(job.series_uid)
+            yield job
+
+    before = set(multiprocessing.active_children())
+    with PreparePool(*_args(), workers=2) as pool:
+        # spawned by the constructor, before any job: they start while the caller works
+        assert len(set(multiprocessing.active_children()) - before) == 2
+        pool.prepare(source(), window=2)
+        assert pulled == uids[:2]  # submitted before the first result is asked for

@@ -8,6 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -73,3 +75,39 @@ def test_series_whose_workers_always_die_fail_alone_with_a_reason() -> None:
     assert failed, "the killer ran throughout: series must have failed"
     for f in failed:
         assert f.reason_code == "worker_died" and f.series_uid in f.error
+
+
+_START_AND_WAIT = """
+import multiprocessing, sys, time
+from engine.anatomy import PreprocessingSettings
+from engine.config import load_config
+from engine.prepare import PreparePool
+config = load_config()
+pool = PreparePool(dict(config["loading"]), PreprocessingSettings.from_config(config), workers=2)
+print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie waits for its new parent to reap it
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_of_a_parent_killed_while_they_start_leave_too() -> None:
+    # the parent dies while its workers still import torch: they must not wait for work
+    # forever (and keep the killed command's pipes open, as they did before issue 7)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _START_AND_WAIT], stdout=subprocess.PIPE, text=True
+    )
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    assert len(pids) == 2
+    deadline = time.monotonic() + 120  # their start on 2 busy cores, then 0.5 s
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)

@@ -149,3 +149,72 @@ def test_cache_round_trip_and_version_mismatch_refused(
     with pytest.raises(VfriskError) as err:
         load_inputs(path, replace(settings, intensity="study_minmax"))
     assert err.value.code == "preprocessing_mismatch"
+
+
+def _resample_whole_axes(data, scale, offset, shape, order, cval):
+    """The resampling of ``_resample`` one whole axis at a time (its implementation before
+    issue 7): the slow, obviously correct version it must equal bit for bit."""
+    from engine.anatomy.inputs import _axis_map
+
+    maps = [_axis_map(n, m, float(s), float(o), order)
+            for n, m, s, o in zip(data.shape, shape, scale, offset, strict=True)]  # fmt: skip
+    lo = [int(i0.min()) for i0, _, _ in maps]
+    hi = [min(n, int(i0.max()) + 1 + order) for n, (i0, _, _) in zip(data.shape, maps, strict=True)]
+    out = data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    for axis, (i0, w, _) in enumerate(maps):
+        i0 = i0 - lo[axis]
+        if w is None:
+            out = np.take(out, i0, axis=axis)
+            continue
+        i1 = np.minimum(i0 + 1, out.shape[axis] - 1)
+        wt = w.reshape([-1 if a == axis else 1 for a in range(3)])
+        out = np.take(out, i0, axis=axis) * (1.0 - wt) + np.take(out, i1, axis=axis) * wt
+    inside = maps[0][2][:, None, None] & maps[1][2][None, :, None] & maps[2][2][None, None, :]
+    out = out.astype(data.dtype, copy=False)
+    return out if inside.all() else np.where(inside, out, np.asarray(cval, dtype=data.dtype))
+
+
+#: (scale, offset) pairs: a crop-like zoom reaching past the edges, a 2x downsizing with
+#: centres aligned, and a shrink-and-shift entirely inside.
+_WARPS = [
+    ((2.5, 1.4, 1.4), (-6.0, 3.3, -9.7)),
+    ((0.75, 2.0, 2.0), (-0.125, 0.5, 0.5)),
+    ((1.3, 0.7, 1.1), (2.2, 4.9, 0.3)),
+]
+
+
+@pytest.mark.parametrize(("scale", "offset"), _WARPS)
+def test_resample_against_scipy_affine_transform(scale, offset) -> None:
+    from scipy.ndimage import affine_transform
+
+    from engine.anatomy.inputs import _resample
+
+    rng = np.random.default_rng(SEED)
+    hu = rng.normal(100.0, 400.0, size=(30, 41, 37)).astype(np.float32)
+    labels = rng.integers(0, 15, size=hu.shape, dtype=np.uint8)
+    shape = (24, 32, 28)
+    for data, order, cval in ((hu, 1, -1024.0), (labels, 0, 0)):
+        got = _resample(data, np.array(scale), np.array(offset), shape, order, cval)
+        # reference: affine_transform(data, scale, offset, shape, order=order,
+        # mode="constant", cval=cval, prefilter=False); float64 inside, float32 out
+        ref = affine_transform(data, np.array(scale), np.array(offset), shape, order=order,
+                               mode="constant", cval=cval, prefilter=False)  # fmt: skip
+        assert got.dtype == data.dtype and got.shape == shape
+        if order == 0:
+            assert np.array_equal(got, ref)
+        else:  # float32 rounding of values up to ~2,000 HU
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(("scale", "offset"), _WARPS)
+def test_resample_against_whole_axis_passes_bit_for_bit(scale, offset) -> None:
+    from engine.anatomy.inputs import _resample
+
+    rng = np.random.default_rng(SEED + 1)
+    hu = rng.normal(100.0, 400.0, size=(30, 41, 37)).astype(np.float32)
+    labels = rng.integers(0, 15, size=hu.shape, dtype=np.uint8)
+    shape = (24, 32, 28)
+    for data, order, cval in ((hu, 1, -1024.0), (labels, 0, 0)):
+        args = (data, np.array(scale), np.array(offset), shape, order, cval)
+        got, ref = _resample(*args), _resample_whole_axes(*args)
+        assert got.dtype == ref.dtype and np.array_equal(got, ref)  # same to the bit
