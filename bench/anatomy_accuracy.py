@@ -14,7 +14,9 @@ compares with ``truth/PATIENT/bodies.nii.gz`` and ``segmentation.nii.gz``:
   truth, over the levels in the scan that the segmenter found: the share whose trabecular
   HU is within 10 HU of ``hu_<LEVEL>`` + site offset (ext_a +6, ext_b -8) + 15 HU with
   contrast (the generator adds U(10, 20) HU; cemented levels left out), the Genant grade's
-  quadratic-weighted kappa against ``genant_grade`` and its sensitivity for grade >= 2.
+  quadratic-weighted kappa against ``genant_grade``, its sensitivity for grade >= 2 and
+  the confusion matrix (true grade x estimated grade); ``biomarker_scores`` returns
+  these as records (tests/engine/anatomy/test_accuracy.py asserts on them).
 
 Figures are given per slice thickness and overall (median and 5th percentile).
 
@@ -33,6 +35,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -134,41 +137,73 @@ def evaluate_patient(cohort: Path, patient: str, files: list[Path]) -> tuple[dic
     return row, level_rows
 
 
-def summarize_biomarkers(level_rows: list[dict]) -> str:
-    """Trabecular HU within 10 HU, Genant kappa and sensitivity for grade >= 2, per slice
-    thickness and overall, over the levels in the scan that the segmenter found."""
+class BiomarkerScores(NamedTuple):
+    """Biomarker accuracy over one set of levels (those in the scan that were found)."""
+
+    levels: int  #: levels in the scan
+    found: int  #: of which the segmenter found
+    hu_levels: int  #: found levels without cement (the HU comparison's denominator)
+    hu_within_10: int  #: of which measured within 10 HU of the truth
+    hu_unmeasured: int
+    hu_median_error: float  #: HU
+    graded: int  #: levels given a Genant grade
+    kappa: float  #: quadratic-weighted kappa against the true grade
+    true_grade2: int  #: graded levels with true grade >= 2
+    sensitivity_grade2: float  #: share of those graded >= 2 (NaN when none)
+    grade2_on_grade0: int  #: grade >= 2 given to true grade 0
+    true_grade0: int
+    confusion: pd.DataFrame  #: counts, rows true grade 0-3, columns estimated 0-3
+
+
+def biomarker_scores(level_rows: list[dict]) -> dict[str, BiomarkerScores]:
+    """Scores per slice thickness (``"1 mm"``, ``"5 mm"``, ...) and ``"all"``, over the
+    levels in the scan that the segmenter found (rows of :func:`evaluate_patient`)."""
     df = pd.DataFrame(level_rows)
-    lines = []
+    out = {}
     for label, part in [*((f"{dz:g} mm", g) for dz, g in df.groupby("dz")), ("all", df)]:
         scan = part[part["in_scan"]]
         found = scan[scan["present"]]
-        lines.append(
-            f"[{label}] biomarkers from the built-in segmentation: {len(scan)} levels in scan, "
-            f"{len(found)} found"
-        )
         hu = found[~found["cement"]]
         hu_ok = hu[np.isfinite(hu["hu"].astype(float))]
         err = (hu_ok["hu"] - hu_ok["true_hu"]).abs()
-        within = int((err <= 10.0).sum())
-        share = 100.0 * within / len(hu) if len(hu) else math.nan
-        med = f"{err.median():.1f}" if len(err) else "nan"
-        lines.append(
-            f"  trabecular HU within 10 HU: {within}/{len(hu)} ({share:.1f} %, target >= 95 %; "
-            f"{len(hu) - len(hu_ok)} not measured), median |error| {med} HU"
-        )
         graded = found.dropna(subset=["grade"])
         g = graded["grade"].astype(int).to_numpy()
         t = graded["true_grade"].astype(int).to_numpy()
-        kappa = _weighted_kappa(t, g) if len(g) else math.nan
         n2 = int((t >= 2).sum())
-        sens = float((g[t >= 2] >= 2).mean()) if n2 else math.nan
-        fp = int((g[t == 0] >= 2).sum())
-        lines.append(
-            f"  Genant grade: {len(g)} graded levels, {n2} with true grade >= 2; "
-            f"weighted kappa {kappa:.3f} (target >= 0.8), sensitivity grade >= 2 "
-            f"{sens:.3f} (target >= 0.9); grade >= 2 given to {fp}/{int((t == 0).sum())} "
-            f"true grade 0"
-        )
+        confusion = pd.DataFrame(0, index=range(4), columns=range(4))
+        np.add.at(confusion.values, (t, g), 1)
+        out[label] = BiomarkerScores(
+            levels=len(scan), found=len(found), hu_levels=len(hu),
+            hu_within_10=int((err <= 10.0).sum()), hu_unmeasured=len(hu) - len(hu_ok),
+            hu_median_error=float(err.median()) if len(err) else math.nan, graded=len(g),
+            kappa=_weighted_kappa(t, g) if len(g) else math.nan, true_grade2=n2,
+            sensitivity_grade2=float((g[t >= 2] >= 2).mean()) if n2 else math.nan,
+            grade2_on_grade0=int((g[t == 0] >= 2).sum()), true_grade0=int((t == 0).sum()),
+            confusion=confusion,
+        )  # fmt: skip
+    return out
+
+
+def summarize_biomarkers(level_rows: list[dict]) -> str:
+    """Trabecular HU within 10 HU, Genant kappa, sensitivity for grade >= 2 and the
+    confusion matrix, per slice thickness and overall (:func:`biomarker_scores`)."""
+    lines = []
+    for label, s in biomarker_scores(level_rows).items():
+        share = 100.0 * s.hu_within_10 / s.hu_levels if s.hu_levels else math.nan
+        lines += [
+            f"[{label}] biomarkers from the built-in segmentation: {s.levels} levels in scan, "
+            f"{s.found} found",
+            f"  trabecular HU within 10 HU: {s.hu_within_10}/{s.hu_levels} ({share:.1f} %, "
+            f"target >= 95 %; {s.hu_unmeasured} not measured), median |error| "
+            f"{s.hu_median_error:.1f} HU",
+            f"  Genant grade: {s.graded} graded levels, {s.true_grade2} with true grade >= 2; "
+            f"weighted kappa {s.kappa:.3f} (target >= 0.8), sensitivity grade >= 2 "
+            f"{s.sensitivity_grade2:.3f} (target >= 0.9); grade >= 2 given to "
+            f"{s.grade2_on_grade0}/{s.true_grade0} true grade 0",
+            "  confusion (rows: true grade 0-3, columns: estimated 0-3):",
+            *(f"    {k}: " + " ".join(f"{n:4d}" for n in row) for k, row in
+              zip(range(4), s.confusion.to_numpy(), strict=True)),
+        ]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -14,15 +14,24 @@ Per level (:class:`LevelBiomarkers`):
   from the midline) the AP extent of the mask gives the depth; lines parallel to the axis
   are cast through the mask at the anterior edge (3-12 % of the depth from the anterior
   wall), the middle (45-55 %) and the posterior edge (88-97 %), and each height is the
-  median length of its lines inside the mask.
+  median length of its lines inside the mask. On slices of at most 2 mm each line is
+  first cut to its cortical endplates (its outermost voxels >= 100 HU above the body's
+  median): a segmentation that fills in the concavity of a biconcave collapse (in front
+  of the endplate, with fat or disc) otherwise hides it. On thicker slices, where the
+  endplate is averaged into its slice, the lines run through the mask smoothed in plane
+  (``_occupancy``) and interpolated along them, so that the share of a slice's
+  neighbouring columns holding the body places each endplate within its slice: heights
+  no longer come in whole slices (a 20-25 % height loss is about one 5 mm slice).
 - **Genant grade and shape** (REFERENCE.md: grade 0 < 20 %, 1 20-25 %, 2 25-40 %,
   3 > 40 % height loss; wedge = anterior, biconcave = middle, crush = all): with a
   reference height ``h_ref`` = the median largest edge height of the patient's intact
   levels of T12-L4 (each scaled by its expected size ratio; intact: at least 80 % of the
   upper quartile, so that adjacent crushed bodies do not hide each other),
-  ``wedge = 1 - Ha / Hp``, ``biconcave = 1 - Hm / max(Ha, Hp)``, ``crush = 1 - max(Ha,
-  Hp) / h_ref``; the largest loss names the shape and its size the grade. A body cut by
-  the scan's first or last slice is ``truncated``: no heights, no grade.
+  ``wedge = 1 - Ha / Hp``, ``biconcave = 1 - Hm / max(Ha, Hp, h_ref)`` (``h_ref`` left
+  out when ``max(Ha, Hp) < 0.8 h_ref``: a biconcave collapse sags the edges of the
+  endplates too, a crushed body's middle is compared with its own edges), ``crush = 1 -
+  max(Ha, Hp) / h_ref``; the largest loss names the shape and its size the grade. A body
+  cut by the scan's first or last slice is ``truncated``: no heights, no grade.
 - **Muscle**: cross-sectional area (cm2, the mask's area per slice, averaged over the
   body's slices) and mean attenuation (HU of the mask's voxels within -29..150, the
   skeletal muscle window) of psoas, paraspinal and both together.
@@ -39,6 +48,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from engine.anatomy._boxes import Box, label_boxes
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
@@ -61,7 +71,13 @@ _ROI_MIN_MM3 = 300.0
 _CEMENT_HU = 1800.0  # above any cortical bone (true cortex <= ~1400 HU)
 _CEMENT_MIN_MM3 = 100.0
 _SLAB_FRACTION = 0.12
+_PLATE_EXCESS_HU = 100.0  # endplate cortex: at least this far above the body's median HU
 _LINE_STEP_MM = 0.2
+_PLATE_MAX_DZ_MM = 2.0  # thin slices: lines cut to the endplates; thicker: smoothed mask
+#: in-plane Gaussian sigma (mm; AP, lateral) of the mask on thick slices: little along AP,
+#: where wedges and the lordotic tilt change the height (smoothing there pulls the edge
+#: heights towards the middle)
+_THICK_SMOOTH_MM = (1.0, 4.0)
 _GRADE_EDGES = (0.20, 0.25, 0.40)  # Genant: grade 1, 2, 3 from these height losses
 #: Expected vertebral body height relative to L1 (DESIGN.md table: T12 22-25, L1-L4 grows).
 _SIZE_RATIO = {"T12": 0.94, "L1": 1.0, "L2": 1.03, "L3": 1.06, "L4": 1.08}
@@ -177,25 +193,59 @@ def _voxel_xyz(grid, idx: np.ndarray) -> np.ndarray:  # noqa: ANN001 - Grid
 
 
 def _line_length(
-    mask: np.ndarray,
+    occupancy: np.ndarray,
     grid,  # noqa: ANN001
     origin: np.ndarray,
     u: np.ndarray,
     offset_kji: tuple[int, int, int] = (0, 0, 0),
+    hu: np.ndarray | None = None,
+    plate_hu: float = math.inf,
 ) -> float:
-    """Length (mm) of the line ``origin + t u`` inside ``mask`` (nearest voxel);
-    ``mask[0, 0, 0]`` is voxel ``offset_kji`` of ``grid``."""
+    """Length (mm) of the line ``origin + t u`` where ``occupancy`` (float 0-1,
+    interpolated linearly) is at least 0.5; ``occupancy[0, 0, 0]`` is voxel
+    ``offset_kji`` of ``grid``. With ``hu`` (the same shape), the part inside is cut,
+    from each end inwards, to its outermost sample at or above ``plate_hu`` (nearest
+    voxel: the cortical endplate), when the line has one: what the mask holds beyond the
+    endplate (a biconcave collapse filled in) is not body."""
     t = np.arange(-45.0, 45.0, _LINE_STEP_MM)
     pts = origin[None, :] + t[:, None] * u[None, :]
     dz, dy, dx = grid.spacing_zyx
     ox, oy, oz = grid.origin_xyz
-    kji = np.rint(
-        np.column_stack([(pts[:, 2] - oz) / dz, (pts[:, 1] - oy) / dy, (pts[:, 0] - ox) / dx])
-    ).astype(int) - np.asarray(offset_kji)
-    ok = np.all((kji >= 0) & (kji < np.array(mask.shape)), axis=1)
-    inside = np.zeros(len(t), dtype=bool)
-    inside[ok] = mask[kji[ok, 0], kji[ok, 1], kji[ok, 2]]
+    kji = np.column_stack(
+        [(pts[:, 2] - oz) / dz, (pts[:, 1] - oy) / dy, (pts[:, 0] - ox) / dx]
+    ) - np.asarray(offset_kji)
+    inside = ndi.map_coordinates(occupancy, kji.T, order=1, mode="constant", cval=0.0) >= 0.5
+    if hu is not None and math.isfinite(plate_hu):
+        near = np.rint(kji).astype(int)
+        ok = np.all((near >= 0) & (near < np.array(hu.shape)), axis=1)
+        bright = np.zeros(len(t), dtype=bool)
+        bright[ok] = hu[near[ok, 0], near[ok, 1], near[ok, 2]] >= plate_hu
+        idx = np.flatnonzero(inside & bright)
+        if idx.size:
+            inside[: idx[0]] = False
+            inside[idx[-1] + 1 :] = False
     return float(inside.sum() * _LINE_STEP_MM)
+
+
+def _occupancy(body: np.ndarray, grid) -> np.ndarray:  # noqa: ANN001
+    """float32 body occupancy for the height lines, the shape of ``body``.
+
+    On slices thicker than ``_PLATE_MAX_DZ_MM`` each slice of the mask is smoothed in
+    plane (Gaussian, ``_THICK_SMOOTH_MM`` along y and x) and divided by the smoothed
+    footprint of the body (its columns over all slices), within the footprint: where an
+    endplate is uneven or tilted against the slices, the share of neighbouring columns
+    that still hold the body in a slice places the endplate within that slice, so the
+    heights no longer come in whole slices. On thin slices: the mask itself.
+    """
+    occ = body.astype(np.float32)
+    dz, dy, dx = grid.spacing_zyx
+    if dz <= _PLATE_MAX_DZ_MM:
+        return occ
+    sigma = (0.0, _THICK_SMOOTH_MM[0] / dy, _THICK_SMOOTH_MM[1] / dx)
+    footprint = np.broadcast_to(body.any(axis=0), body.shape)
+    num = ndi.gaussian_filter(occ, sigma, mode="constant")
+    den = ndi.gaussian_filter(footprint.astype(np.float32), sigma, mode="constant")
+    return np.where(footprint, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
 
 
 def body_heights(
@@ -203,6 +253,7 @@ def body_heights(
     grid,  # noqa: ANN001
     axis_xyz: np.ndarray,
     offset_kji: tuple[int, int, int] = (0, 0, 0),
+    hu: np.ndarray | None = None,
 ) -> BodyHeights:
     """Anterior, middle and posterior heights of one body along ``axis_xyz``.
 
@@ -216,11 +267,22 @@ def body_heights(
         Unit cranial axis of the body (x, y, z), shape (3,).
     offset_kji : tuple of int, optional
         Voxel index of ``body[0, 0, 0]`` in ``grid``.
+    hu : np.ndarray, optional
+        float HU, the shape of ``body``. On slices of at most ``_PLATE_MAX_DZ_MM`` each
+        line is cut to its cortical endplates: its outermost samples at least
+        ``_PLATE_EXCESS_HU`` above the body's median HU (see ``_line_length``). Without
+        it, or on thicker slices (where the endplate is averaged into its slice and the
+        rule cut into trabecular bone), the mask alone is measured (through
+        ``_occupancy``).
 
     Returns
     -------
     BodyHeights
     """
+    plate_hu = math.inf
+    if hu is not None and grid.spacing_zyx[0] <= _PLATE_MAX_DZ_MM:
+        plate_hu = float(np.median(hu[body])) + _PLATE_EXCESS_HU
+    occupancy = _occupancy(body, grid)
     u = np.asarray(axis_xyz, dtype=np.float64)
     u = u / np.linalg.norm(u)
     v = np.array([0.0, 1.0, 0.0]) - u[1] * u  # posterior, perpendicular to the axis
@@ -238,7 +300,9 @@ def body_heights(
 
     def band(f0: float, f1: float) -> float:
         lengths = [
-            _line_length(body, grid, c + aa * w + (b_lo + f * depth) * v, u, offset_kji)
+            _line_length(
+                occupancy, grid, c + aa * w + (b_lo + f * depth) * v, u, offset_kji, hu, plate_hu
+            )
             for aa in a_mid + np.linspace(-half_slab, half_slab, 5)
             for f in np.linspace(f0, f1, 4)
         ]
@@ -268,9 +332,13 @@ def genant(
         The three height-loss ratios.
     """
     edge = max(anterior_mm, posterior_mm)
+    # a biconcave collapse sags the whole endplate, its edges too: while the edges are
+    # intact (grade 0 against the reference) the middle is compared with the reference
+    intact = math.isfinite(ref_mm) and edge >= (1.0 - _GRADE_EDGES[0]) * ref_mm
+    middle_ref = max(edge, ref_mm) if intact else edge
     losses = {
         "wedge": 1.0 - anterior_mm / posterior_mm if posterior_mm > 0 else 0.0,
-        "biconcave": 1.0 - middle_mm / edge if edge > 0 else 0.0,
+        "biconcave": 1.0 - middle_mm / middle_ref if middle_ref > 0 else 0.0,
         "crush": 1.0 - edge / ref_mm if ref_mm > 0 and math.isfinite(ref_mm) else 0.0,
     }
     shape = max(losses, key=lambda k: losses[k])
@@ -449,7 +517,7 @@ def measure_biomarkers(
         ks = np.flatnonzero(m.any(axis=(1, 2))) + box[0].start
         truncated[level] = bool(ks[0] == 0 or ks[-1] == nz - 1)
         start = (box[0].start, box[1].start, box[2].start)
-        geometry[level] = body_heights(m, grid, axes[level], start)
+        geometry[level] = body_heights(m, grid, axes[level], start, hu[box])
     muscle_boxes = [label_box[m] for m in _PSOAS + _PARASPINAL if m in label_box]
     rows = slice(
         min((b[1].start for b in muscle_boxes), default=0),

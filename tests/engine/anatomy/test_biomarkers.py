@@ -20,7 +20,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from engine.anatomy.biomarkers import genant, measure_biomarkers
+from engine.anatomy.biomarkers import body_heights, genant, measure_biomarkers
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
 from engine.anatomy.masks import load_masks
 from engine.geometry import Grid
@@ -170,6 +170,16 @@ def test_genant_thresholds_follow_the_reference() -> None:
     assert genant(14.0, 13.0, 14.0, 20.0)[:2] == (2, "crush")
 
 
+def test_biconcave_middle_is_compared_with_the_reference_while_the_edges_are_intact() -> None:
+    # the sagging endplates lower the edges too (23.5 of 24.8 mm): against the edges the
+    # middle's loss is 1 - 19 / 23.5 = 19 % (grade 0), against the reference 23 % (grade 1)
+    grade, shape, _, biconcave, _ = genant(23.5, 19.0, 23.5, 24.8)
+    assert (grade, shape) == (1, "biconcave")
+    assert biconcave == pytest.approx(1 - 19.0 / 24.8)
+    # a crushed body (edges below 80 % of the reference) is compared with its own edges
+    assert genant(14.0, 12.5, 14.0, 24.8)[3] == pytest.approx(1 - 12.5 / 14.0)
+
+
 def _stacked_bodies(losses: dict[str, float]) -> Segmentation:
     """T12-L4 as elliptic cylinders on a 1 mm grid, cranial last along k, each body
     ``25 mm x size ratio x (1 - loss)`` tall (a crush fracture), 8 mm discs between."""
@@ -197,6 +207,75 @@ def test_adjacent_crush_fractures_are_graded_against_intact_levels() -> None:
     }, got  # fmt: skip
     # the reference is the intact levels' height (scaled by level), not the crushed ones'
     assert bm.level("L3").height_ref_mm == pytest.approx(bm.level("L3").height_posterior_mm, 0.05)
+
+
+def _filled_biconcave_body(dz: float) -> tuple[np.ndarray, np.ndarray, Grid]:
+    """A 30 x 30 x 24 mm box body (1 mm in plane, ``dz`` along k), trabecular 150 HU,
+    1 mm endplates of 900 HU that dip 4 mm into the body over its central 10 x 10 mm
+    (a biconcave collapse), fat (-100 HU) in the dips, disc (80 HU) above and below;
+    the mask is the whole box, dips included (a segmentation that filled them in)."""
+    nk = round(40 / dz)
+    grid = Grid((-20.0, -20.0, 0.0), (dz, 1.0, 1.0), (nk, 41, 41))
+    z = (np.arange(nk) + 0.5) * dz  # slice centres (mm); the box spans z 8-32
+    hu = np.full(grid.shape_zyx, 80.0, np.float32)
+    body = np.zeros(grid.shape_zyx, bool)
+    box = (slice(None), slice(5, 35), slice(5, 35))
+    body[(((z >= 8) & (z < 32)).nonzero()[0], *box[1:])] = True
+    hu[body] = 150.0
+    centre = np.zeros((41, 41), bool)
+    centre[15:25, 15:25] = True
+    for k, zk in enumerate(z):
+        rim = body[k] & ~centre
+        if 8 <= zk < 9 or 31 <= zk < 32:  # endplates at the rim
+            hu[k][rim] = 900.0
+        if 8 <= zk < 12 or 28 <= zk < 32:  # the dips: fat, their floor is the endplate
+            hu[k][centre] = -100.0
+        if 12 <= zk < 13 or 27 <= zk < 28:
+            hu[k][centre] = 900.0
+    return body, hu, grid
+
+
+def test_filled_in_biconcave_dip_is_measured_from_the_endplates() -> None:
+    # hand-checked: edges 24 mm (8-32); the middle runs between the dipped endplates,
+    # z 12-28: 16 mm; the mask alone says 24 mm everywhere
+    body, hu, grid = _filled_biconcave_body(1.0)
+    axis = np.array([0.0, 0.0, 1.0])
+    from_mask = body_heights(body, grid, axis)
+    from_image = body_heights(body, grid, axis, hu=hu)
+    assert from_mask.middle_mm == pytest.approx(24.0, abs=0.5)
+    assert from_image.middle_mm == pytest.approx(16.0, abs=0.5)
+    assert from_image.anterior_mm == pytest.approx(24.0, abs=0.5)
+    assert from_image.posterior_mm == pytest.approx(24.0, abs=0.5)
+    grade, shape, *_ = genant(
+        from_image.anterior_mm, from_image.middle_mm, from_image.posterior_mm, 24.0
+    )
+    assert (grade, shape) == (2, "biconcave")  # 1 - 16 / 24 = 33 %
+
+
+def test_thick_slices_are_measured_from_the_mask_alone() -> None:
+    # at 5 mm the endplate is averaged into its slice: the image does not cut the lines
+    body, hu, grid = _filled_biconcave_body(5.0)
+    axis = np.array([0.0, 0.0, 1.0])
+    assert body_heights(body, grid, axis, hu=hu) == body_heights(body, grid, axis)
+
+
+@pytest.mark.parametrize(("share", "height"), [(0.0, 20.0), (0.25, 20.83), (0.75, 24.17)])
+def test_partly_filled_end_slice_gives_a_sub_slice_height(share: float, height: float) -> None:
+    # 5 mm slices: a 30 x 30 mm box fills slices 2-5 (z 7.5-27.5 mm, slice centres at
+    # 5 k) and ``share`` of the columns of slice 6, in a regular pattern (a surface
+    # uneven within the slice). Along a line the occupancy falls linearly between slice
+    # centres, from 1 at slice 5 to ``share`` at 6 to 0 at 7, and crosses 0.5 at
+    # 25 + 5 * 0.5 / (1 - share) mm for share < 0.5, 30 + 5 * (share - 0.5) / share mm
+    # above; the bottom crosses at 7.5 mm (hand-checked heights: 20, 20.83, 24.17 mm)
+    grid = Grid((-20.0, -20.0, 0.0), (5.0, 1.0, 1.0), (9, 41, 41))
+    body = np.zeros(grid.shape_zyx, bool)
+    body[2:6, 5:35, 5:35] = True
+    j, i = np.mgrid[0:41, 0:41]
+    tile = (2 * (j % 2) + i % 2) < round(4 * share)  # 0, 1 or 3 of every 2 x 2 columns
+    body[6] = tile & body[5]
+    h = body_heights(body, grid, np.array([0.0, 0.0, 1.0]))
+    for got in (h.anterior_mm, h.middle_mm, h.posterior_mm):
+        assert got == pytest.approx(height, abs=0.5)
 
 
 def test_biomarkers_round_trip_through_duckdb(measured, tmp_path: Path) -> None:
