@@ -219,6 +219,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="validation metric that picks the epoch (mean: of c-index and detection AUROC)",
     )  # fmt: skip
     fit.add_argument(
+        "--survival-loss", choices=("likelihood", "bce"),
+        help="survival head's loss: the discrete-time likelihood or Mirai's per-year BCE",
+    )  # fmt: skip
+    fit.add_argument(
         "--cohort", type=Path, metavar="DIR",
         help="the `vfrisk synth` folder, when the archive paths do not lead to its manifest",
     )  # fmt: skip
@@ -472,7 +476,8 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
     # the command as given (options in a fixed order), recorded in the checkpoint and card
     words = ["vfrisk", *(["--config", args.config] if args.config else []), "train"]
     options = ("db", "out", "cache", "variant", "task", "weighting", "epochs", "batch_size",
-               "seed", "folds", "device", "workers", "recipe", "select", "cohort")  # fmt: skip
+               "seed", "folds", "device", "workers", "recipe", "select", "survival_loss",
+               "cohort")  # fmt: skip
     for name in options:
         value = getattr(args, name)
         if value is not None:
@@ -482,6 +487,7 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
         task=args.task, weighting=args.weighting, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, folds=args.folds, device=args.device,
         workers=args.workers, recipe=args.recipe, select=args.select, cohort=args.cohort,
+        survival_loss=args.survival_loss,
         command=shlex.join(words),
     )  # fmt: skip
     logs.configure(

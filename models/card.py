@@ -346,12 +346,15 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Configuration",
         f"- model: {model['task']}, {model['input_variant']}, weighting {model['weighting']}, "
         f"encoder width {model['width']} depth {model['depth']}, fusion {model['fusion']}, "
-        f"{model['triplets_per_level']} triplets per level",
+        f"{model['triplets_per_level']} triplets per level, yearly hazards "
+        # cards written before these keys existed: Mirai's ReLU hazards and BCE loss
+        f"{model.get('hazard_activation', 'relu')}",
         f"- training: recipe {train['recipe']}, {train['optimizer']} lr {train['lr']}, "
         f"weight decay {train['weight_decay']}, batch {train['batch_size']} "
         f"({train['batches']}), up to {train['epochs']} epochs, patience {train['patience']}, "
         f"seed {train['seed']}, "
-        + (f"{train['folds']} folds" if train["folds"] else f"validation {train['val_fraction']}"),
+        + (f"{train['folds']} folds" if train["folds"] else f"validation {train['val_fraction']}")
+        + f", survival loss {train.get('survival_loss', 'bce')}",
         f"- preprocessing: version {card['configuration']['preprocessing']['version']}, "
         f"intensity {card['configuration']['preprocessing']['intensity']}",
         "",

@@ -28,9 +28,21 @@ Follow-up ``time`` is in years from the scan; ``event`` is coded as everywhere i
   no competing risk): the years before death count as fracture-free, the years after are
   masked, so a death never counts as a fracture nor as fracture-free beyond it.
 
-The survival loss is binary cross-entropy per year, summed over supervised (mask 1)
-cells and divided by their number in the batch (Mirai's ``size_average=False`` sum over
-``sum(y_mask)``).
+Two survival losses read these labels (``[train] survival_loss``):
+
+- ``'likelihood'`` (default): the discrete-time survival likelihood of the cumulative
+  risk ``F_t = sigmoid(logit_t)``: a fracture in bin k contributes
+  ``-log(F_k - F_{k-1})`` (``F_{-1} = 0``), a patient fracture-free through their last
+  supervised bin c contributes ``-log(1 - F_c)``; mean over the patients with a
+  supervised bin. Censored patients count as at risk up to their censoring, as in
+  Kaplan-Meier, so the head estimates P(fracture by year t) with deaths censored.
+- ``'bce'``: binary cross-entropy per supervised (mask 1) cell, divided by their number
+  (Mirai's ``size_average=False`` sum over ``sum(y_mask)``). With these labels it is the
+  naive estimator that drops every patient censored before year t from year t's
+  denominator while keeping the fractures: on the development cohort of the shipped
+  weights (800 patients, 184 deaths and 96 censored within 5 years) it targets a 5-year
+  risk of 0.296 where Kaplan-Meier gives 0.236 and Aalen-Johansen (deaths competing)
+  0.209.
 """
 
 from __future__ import annotations
@@ -42,7 +54,18 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SurvivalLabels", "detection_loss", "survival_labels", "survival_loss"]
+__all__ = [
+    "SURVIVAL_LOSSES",
+    "SurvivalLabels",
+    "detection_loss",
+    "survival_labels",
+    "survival_loss",
+]
+
+SURVIVAL_LOSSES = ("likelihood", "bce")
+#: smallest yearly increment of the cumulative logit inside the likelihood's log: a ReLU
+#: hazard can be exactly 0, which would make a fracture in that year infinitely unlikely
+_MIN_HAZARD = 1e-6
 
 
 class SurvivalLabels(NamedTuple):
@@ -121,32 +144,59 @@ def survival_labels(
     )  # fmt: skip
 
 
-def survival_loss(risk_logit: torch.Tensor, y_seq: object, mask: object) -> torch.Tensor:
-    """Masked binary cross-entropy per year (Mirai).
+def survival_loss(
+    risk_logit: torch.Tensor, y_seq: object, mask: object, kind: str = "likelihood"
+) -> torch.Tensor:
+    """The survival head's loss (``kind``: see the module doc).
 
     Parameters
     ----------
     risk_logit : torch.Tensor
-        shape (B, T): ``MultitaskOutput.risk_logit``.
+        shape (B, T): ``MultitaskOutput.risk_logit`` (non-decreasing along T).
     y_seq, mask : array_like or torch.Tensor
-        shape (B, T): from :func:`survival_labels`.
+        shape (B, T): from :func:`survival_labels` (each row's mask a run of ones from
+        bin 0, its labels a run of ones to the last bin).
+    kind : str, optional
+        ``'likelihood'`` (default) or ``'bce'``.
 
     Returns
     -------
     torch.Tensor
-        Scalar: sum of BCE over cells with mask 1, divided by their count (0 when the
-        batch has none, keeping the graph).
+        Scalar: ``'likelihood'``, the negative log-likelihood summed over the patients
+        with a supervised bin and divided by their number; ``'bce'``, the BCE summed over
+        cells with mask 1 and divided by their count. 0 when the batch has nothing
+        supervised, keeping the graph.
     """
     import torch
     import torch.nn.functional as F
 
+    if kind not in SURVIVAL_LOSSES:
+        raise ValueError(f"survival loss {kind!r}: choose one of {SURVIVAL_LOSSES}")
     logit = risk_logit.float()
     y = torch.as_tensor(y_seq, dtype=logit.dtype, device=logit.device)
     m = torch.as_tensor(mask, dtype=logit.dtype, device=logit.device)
     if y.shape != logit.shape or m.shape != logit.shape:
         raise ValueError(f"labels {tuple(y.shape)} / mask {tuple(m.shape)} vs {logit.shape}")
-    total = F.binary_cross_entropy_with_logits(logit, y, weight=m, reduction="sum")
-    return total / torch.clamp(m.sum(), min=1.0)
+    if kind == "bce":
+        total = F.binary_cross_entropy_with_logits(logit, y, weight=m, reduction="sum")
+        return total / torch.clamp(m.sum(), min=1.0)
+    horizon = logit.shape[1]
+    n_known = m.sum(dim=1)
+    rows = n_known > 0
+    last = torch.clamp(n_known.long() - 1, min=0)  # last supervised bin
+    fractured = rows & (y.gather(1, last[:, None])[:, 0] > 0.5)
+    k = torch.clamp(horizon - y.sum(dim=1).long(), 0, horizon - 1)  # fracture bin
+    l_k = logit.gather(1, k[:, None])[:, 0]
+    prev = torch.cat([logit.new_zeros(logit.shape[0], 1), logit[:, :-1]], dim=1)
+    l_prev = prev.gather(1, k[:, None])[:, 0]
+    # -log(sigmoid(a) - sigmoid(b)) = -(a + log(1 - e^(b - a)) - softplus(a) - softplus(b))
+    step = torch.clamp(l_k - l_prev, min=_MIN_HAZARD)
+    later = -(l_k + torch.log(-torch.expm1(-step)) - F.softplus(l_k) - F.softplus(l_prev))
+    nll_event = torch.where(k == 0, F.softplus(-l_k), later)
+    nll_free = F.softplus(logit.gather(1, last[:, None])[:, 0])  # -log(1 - F_last)
+    nll = torch.where(fractured, nll_event, nll_free)
+    zero = torch.zeros_like(nll)
+    return torch.where(rows, nll, zero).sum() / torch.clamp(rows.sum(), min=1).to(nll.dtype)
 
 
 def detection_loss(

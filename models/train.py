@@ -57,7 +57,7 @@ from models.data import (
     stratified_batches,
 )
 from models.inference import Prediction, predict
-from models.losses import detection_loss, survival_loss
+from models.losses import SURVIVAL_LOSSES, detection_loss, survival_loss
 from models.network import FractureNet
 from models.sampling import intensity_features
 from models.weighting import make_weighting, multitask_backward
@@ -221,6 +221,7 @@ class TrainRequest:
     command: str = ""
     recipe: str = "default"
     select: str = "c_index"
+    survival_loss: str = "likelihood"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "workers", "min_events"):
@@ -238,6 +239,10 @@ class TrainRequest:
             raise _bad("train: give at least one training site")
         if self.select not in _SELECT:
             raise _bad(f"train: select must be one of {_SELECT}, got {self.select!r}")
+        if self.survival_loss not in SURVIVAL_LOSSES:
+            raise _bad(
+                f"train: survival_loss must be one of {SURVIVAL_LOSSES}, got {self.survival_loss!r}"
+            )
 
     @classmethod
     def from_config(cls, config: Any, *, db: Path, **overrides: Any) -> TrainRequest:
@@ -297,6 +302,7 @@ class TrainRequest:
             command=str(values.get("command", "")),
             recipe=recipe,
             select=str(values["select"]),
+            survival_loss=str(values["survival_loss"]),
         )
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -307,6 +313,7 @@ class TrainRequest:
             "weight_decay": self.weight_decay, "seed": self.seed,
             "val_fraction": self.val_fraction, "folds": self.folds, "patience": self.patience,
             "min_events": self.min_events, "select": self.select,
+            "survival_loss": self.survival_loss,
             "augmentation": dataclasses.asdict(self.augmentation),
             "batches": "stratified by prevalent x incident fracture (cohort proportions)",
         }  # fmt: skip
@@ -506,7 +513,9 @@ def _fit(
                     else out.fracture_logit.sum() * 0.0  # type: ignore[union-attr]
                 )
             if config.has_survival:
-                losses.append(survival_loss(out.risk_logit, tb.y_seq, tb.mask))  # type: ignore[arg-type]
+                losses.append(
+                    survival_loss(out.risk_logit, tb.y_seq, tb.mask, request.survival_loss)  # type: ignore[arg-type]
+                )
             opt.zero_grad(set_to_none=True)
             multitask_backward(weighting, losses, model)
             opt.step()

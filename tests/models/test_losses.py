@@ -57,7 +57,7 @@ def test_survival_labels_refuse_bad_targets() -> None:
         survival_labels([1.0, 2.0], [0], 5)
 
 
-def test_survival_loss_against_hand_computed() -> None:
+def test_bce_survival_loss_against_hand_computed() -> None:
     # BCE(z, 1) = log(1 + e^-z), BCE(z, 0) = log(1 + e^z); with z = +-ln 3 these are
     # ln(4/3) or ln 4, and ln 2 at z = 0.
     lab = survival_labels(TIME[:3], EVENT[:3], 3)
@@ -65,9 +65,73 @@ def test_survival_loss_against_hand_computed() -> None:
     # A: y (0, 1, 1), cells ln 4 + ln 2 + ln 4; B: y (0, 0, 0): 2 ln(4/3) + ln 4;
     # C: y (0, -, -): ln 4
     expected = (LN4 + LN2 + LN4 + 2 * LN43 + LN4 + LN4) / 7
-    loss = survival_loss(logits, lab.y_seq, lab.mask)
+    loss = survival_loss(logits, lab.y_seq, lab.mask, "bce")
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     assert expected == pytest.approx(0.973384, abs=1e-6)
+
+
+def test_likelihood_survival_loss_against_hand_computed() -> None:
+    # Cumulative risks F = sigmoid(logit): sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4,
+    # sigmoid(ln 7) = 7/8, sigmoid(-ln 3) = 1/4.
+    # A fracture in bin 1, F = (1/2, 3/4, 7/8): -log(F_1 - F_0) = -log(1/4) = ln 4
+    # B censored, last bin 2, same F: -log(1 - F_2) = ln 8
+    # C death at 0.5 y = censored, last bin 0, F_0 = 1/4: -log(3/4) = ln(4/3)
+    # E fracture in bin 0, F_0 = 1/4: -log(1/4) = ln 4
+    # F censored at 1.0 y, last bin 1, F_1 = 1/2: ln 2
+    rows = [0, 1, 2, 4, 5]
+    lab = survival_labels([TIME[i] for i in rows], [EVENT[i] for i in rows], 3)
+    logits = torch.tensor(
+        [[0.0, LN3, math.log(7)], [0.0, LN3, math.log(7)], [-LN3, 0.0, 1.0],
+         [-LN3, 0.0, 1.0], [-1.0, 0.0, 2.0]],
+        requires_grad=True,
+    )  # fmt: skip
+    loss = survival_loss(logits, lab.y_seq, lab.mask)
+    expected = (LN4 + math.log(8) + LN43 + LN4 + LN2) / 5
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    assert torch.all(torch.isfinite(logits.grad))
+
+
+def test_likelihood_gives_the_kaplan_meier_risk_where_bce_overestimates() -> None:
+    # One logit per year fitted freely to a cohort with heavy early censoring: the
+    # likelihood's optimum is the Kaplan-Meier risk, BCE's the naive share of fractures
+    # among those not censored before the year.
+    # 10 patients, T = 2: 2 fractures in year 1, 4 censored during year 1 (at 0.5 y:
+    # fracture-free in year 1, unknown in year 2), 1 fracture in year 2, 3 event-free
+    times = [0.2, 0.4] + [0.5] * 4 + [1.5] + [2.5] * 3
+    event = [1, 1] + [0] * 4 + [1] + [0] * 3
+    lab = survival_labels(times, event, 2)
+    km = 1 - (1 - 2 / 10) * (1 - 1 / 4)  # at risk 10 in year 1, 4 in year 2: 0.4
+    naive = 3 / 6  # year 2: 3 fractured of the 6 followed through it
+    for kind, target in (("likelihood", km), ("bce", naive)):
+        assert _fitted_risk(lab, kind)[1] == pytest.approx(target, abs=2e-3), kind
+    assert _fitted_risk(lab, "likelihood")[0] == pytest.approx(2 / 10, abs=2e-3)
+
+
+def _fitted_risk(lab: object, kind: str) -> tuple[float, float]:
+    """Cumulative risk at years 1 and 2 of a two-logit model fitted to every patient."""
+    base = torch.zeros(1, requires_grad=True)
+    step = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([base, step], max_iter=200, line_search_fn="strong_wolfe")
+
+    def logits() -> torch.Tensor:
+        return torch.stack([base, base + torch.nn.functional.softplus(step)], dim=1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        n = lab.y_seq.shape[0]
+        loss = survival_loss(logits().expand(n, 2), lab.y_seq, lab.mask, kind)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    risk = torch.sigmoid(logits()).detach()[0]
+    return float(risk[0]), float(risk[1])
+
+
+def test_unknown_survival_loss_is_refused() -> None:
+    with pytest.raises(ValueError, match="hinge"):
+        survival_loss(torch.zeros(1, 2), np.zeros((1, 2)), np.ones((1, 2)), "hinge")
 
 
 def test_survival_loss_with_nothing_supervised_is_zero_with_graph() -> None:
