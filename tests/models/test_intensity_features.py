@@ -47,12 +47,19 @@ def _series(
     keep4 = keep[:, None, None, None]
     bone = np.where(body & keep4, image, 0.0)
     both = np.where((body | muscle) & keep4, image, 0.0)
+    return _pack(f"1.2.9.{seed}", bone, both, keep, dtype)
+
+
+def _pack(
+    uid: str, bone: np.ndarray, both: np.ndarray, keep: np.ndarray, dtype: str
+) -> ModelInputs:
+    """ModelInputs of [0, 1] patch arrays stored as ``dtype`` (uint8 or float16)."""
     if dtype == "uint8":
         bone_a, both_a = (np.rint(a * 255).astype(np.uint8) for a in (bone, both))
     else:
         bone_a, both_a = bone.astype(np.float16), both.astype(np.float16)
     return ModelInputs(
-        series_uid=f"1.2.9.{seed}",
+        series_uid=uid,
         preprocessing_version="pp1",
         settings_digest="test",
         levels=LEVELS,
@@ -76,22 +83,7 @@ def _hand_made(dtype: str) -> ModelInputs:
     both[0, 2, 3, 5] = 0.125
     for level in (2, 3, 4):  # plain present levels: one body voxel each
         bone[level, 0, 0, 0] = both[level, 0, 0, 0] = 0.5
-    if dtype == "uint8":
-        bone_a, both_a = (np.rint(a * 255).astype(np.uint8) for a in (bone, both))
-    else:
-        bone_a, both_a = bone.astype(np.float16), both.astype(np.float16)
-    return ModelInputs(
-        series_uid="1.2.9.hand",
-        preprocessing_version="pp1",
-        settings_digest="test",
-        levels=LEVELS,
-        bone=bone_a,
-        bone_muscle=both_a,
-        level_present=np.array([True, False, True, True, True]),
-        spacing_zyx_mm=(2.25, 2.0, 2.0),
-        centres_xyz=np.zeros((5, 3)),
-        intensity="fixed_window",
-    )
+    return _pack("1.2.9.hand", bone, both, np.array([True, False, True, True, True]), dtype)
 
 
 @pytest.fixture
