@@ -59,14 +59,16 @@ from models.data import (
 from models.inference import Prediction, predict
 from models.losses import SURVIVAL_LOSSES, detection_loss, survival_loss
 from models.network import FractureNet
-from models.sampling import intensity_features
+from models.sampling import feature_names, intensity_features
 from models.weighting import make_weighting, multitask_backward
 
 __all__ = [
     "RECIPES",
     "Augmentation",
+    "IntensityDraws",
     "TrainRequest",
     "TrainResult",
+    "augment_features",
     "augment_images",
     "split_indices",
     "train",
@@ -90,7 +92,14 @@ def _bad(message: str) -> VfriskError:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The study's augmentation: small affine and left-right flip (per patient).
+    """Per-patient augmentation: the study's affine and flip, plus scanner variation.
+
+    The study augments with a small affine and a left-right flip only. A model trained on
+    one site then learns that site's scanner: its noise, sharpness and HU calibration
+    (with the encoder's LayerNorms, relative noise is even its cue to bone density,
+    README "Model"). ``blur_sigma``, ``noise_sd`` and ``offset`` vary them; all three are
+    drawn per patient and applied to the tissue (non-zero) pixels only, so the masks'
+    zeros stay zero.
 
     Attributes
     ----------
@@ -104,6 +113,15 @@ class Augmentation:
         Shift drawn in [-shift, shift] of the image size, per axis.
     flip_p : float
         Probability of a left-right flip.
+    blur_sigma : float
+        In-plane Gaussian blur, SD drawn in [0, blur_sigma] pixels (reconstruction
+        kernels); normalised within the tissue, so the mask's edge does not darken.
+    noise_sd : float
+        Gaussian noise, SD drawn in [0, noise_sd], in input units (the share of the HU
+        window: 0.0125 = 15 HU of the default -200..1000 HU window).
+    offset : float
+        Intensity offset drawn in [-offset, offset] input units (HU calibration); the
+        intensity features' means and medians move with it.
     """
 
     enabled: bool = True
@@ -111,12 +129,23 @@ class Augmentation:
     scale: float = 0.1
     shift: float = 0.05
     flip_p: float = 0.5
+    blur_sigma: float = 1.0
+    noise_sd: float = 0.0125
+    offset: float = 0.01
+
+
+@dataclass(frozen=True)
+class IntensityDraws:
+    """The per-patient scanner draws of one :func:`augment_images` call, shape (B,) each."""
+
+    noise_sd: torch.Tensor
+    offset: torch.Tensor
 
 
 def augment_images(
     images: torch.Tensor, aug: Augmentation, generator: torch.Generator
-) -> torch.Tensor:
-    """One random affine transform (and maybe a flip) per patient, for all its images.
+) -> tuple[torch.Tensor, IntensityDraws]:
+    """One random transform per patient, the same for all its images.
 
     Parameters
     ----------
@@ -128,15 +157,19 @@ def augment_images(
 
     Returns
     -------
-    torch.Tensor
-        Same shape, dtype and device; outside the source image is 0, so a missing
-        (all-zero) level stays zero.
+    images : torch.Tensor
+        Same shape, dtype and device; outside the source image and the tissue is 0, so a
+        missing (all-zero) level stays zero.
+    draws : IntensityDraws
+        Noise SD and offset of each patient (zeros when disabled), for
+        :func:`augment_features`.
     """
     import torch.nn.functional as F
 
-    if not aug.enabled:
-        return images
     b, n_levels, k, c, h, w = images.shape
+    if not aug.enabled:
+        zero = torch.zeros(b, dtype=torch.float64)
+        return images, IntensityDraws(noise_sd=zero, offset=zero)
 
     def uniform(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=generator, dtype=torch.float64) * 2 - 1
@@ -145,6 +178,10 @@ def augment_images(
     zoom = 1 + uniform(b) * aug.scale
     shift = uniform(b, 2) * aug.shift * 2  # normalised coordinates span 2 per image
     flip = torch.rand(b, generator=generator, dtype=torch.float64) < aug.flip_p
+    # scanner draws come after the affine ones: a run without them draws the same affines
+    blur = (uniform(b) + 1) / 2 * aug.blur_sigma
+    noise = (uniform(b) + 1) / 2 * aug.noise_sd
+    offset = uniform(b) * aug.offset
     fx = torch.where(flip, -1.0, 1.0).to(torch.float64)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # rotation in pixel space, written in affine_grid's normalised coordinates
@@ -157,10 +194,96 @@ def augment_images(
         dim=1,
     )
     flat = images.flatten(0, 2)
-    theta = theta.repeat_interleave(n_levels * k, dim=0).to(flat.device, flat.dtype)
+    per_image = n_levels * k
+    if aug.blur_sigma > 0 or aug.noise_sd > 0 or aug.offset > 0:
+        # the scanner first, on the stored image whose zeros are exactly the outside
+        flat = _scanner(flat, aug, per_image, blur, noise, offset, generator)
+    theta = theta.repeat_interleave(per_image, dim=0).to(flat.device, flat.dtype)
     grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.unflatten(0, (b, n_levels, k))
+    return out.unflatten(0, (b, n_levels, k)), IntensityDraws(noise_sd=noise, offset=offset)
+
+
+def _scanner(
+    flat: torch.Tensor,
+    aug: Augmentation,
+    per_image: int,
+    blur: torch.Tensor,
+    noise: torch.Tensor,
+    offset: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Blur, noise and offset of each patient on the tissue (non-zero) pixels of ``flat``."""
+    tissue = flat != 0
+    out = flat
+    if aug.blur_sigma > 0:
+        out = _blur_tissue(out, tissue, blur.repeat_interleave(per_image))
+    if aug.noise_sd > 0:
+        sd = noise.repeat_interleave(per_image).to(out.device, out.dtype)
+        gauss = torch.randn(out.shape, generator=generator, dtype=torch.float32)
+        out = out + gauss.to(out.device, out.dtype) * sd[:, None, None, None]
+    if aug.offset > 0:
+        out = (
+            out + offset.repeat_interleave(per_image).to(out.device, out.dtype)[:, None, None, None]
+        )
+    return torch.where(tissue, out.clamp(0.0, 1.0), torch.zeros_like(out))
+
+
+def _blur_tissue(x: torch.Tensor, tissue: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable in-plane Gaussian of SD ``sigma[i]`` pixels per image, within ``tissue``.
+
+    Normalised convolution (blur of the masked image / blur of the mask): pixels next to
+    the mask's edge average tissue only, so the edge keeps its intensity.
+    """
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    s = sigma.clamp_min(1e-3)[:, None]
+    kernel = torch.exp(-0.5 * (offsets[None, :] / s) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(x.device, x.dtype)
+    kernel = kernel.repeat_interleave(c, dim=0)  # (n * c, taps): one kernel per channel
+
+    def smooth(v: torch.Tensor) -> torch.Tensor:
+        v = v.reshape(1, n * c, h, w)
+        v = F.conv2d(v, kernel[:, None, None, :], padding=(0, radius), groups=n * c)
+        v = F.conv2d(v, kernel[:, None, :, None], padding=(radius, 0), groups=n * c)
+        return v.reshape(n, c, h, w)
+
+    m = tissue.to(x.dtype)
+    return smooth(x * m) / smooth(m).clamp_min(1e-6)
+
+
+def augment_features(
+    features: torch.Tensor, names: Sequence[str], draws: IntensityDraws
+) -> torch.Tensor:
+    """Move the intensity features with the scanner draws of their patients' images.
+
+    Parameters
+    ----------
+    features : torch.Tensor
+        float, shape (B, n_levels, F): :func:`models.sampling.intensity_features`.
+    names : sequence of str
+        The F column names (:func:`models.sampling.feature_names`).
+    draws : IntensityDraws
+        From the :func:`augment_images` call of the same batch.
+
+    Returns
+    -------
+    torch.Tensor
+        A copy: means and medians + offset, the bone SD combined with the added noise
+        (``sqrt(sd**2 + noise**2)``); areas and heights unchanged.
+    """
+    out = features.clone()
+    offset = draws.offset.to(out.device, out.dtype)[:, None]
+    noise = draws.noise_sd.to(out.device, out.dtype)[:, None]
+    for j, name in enumerate(names):
+        if name.endswith(("_mean", "_median")):
+            out[..., j] += offset
+        elif name == "bone_sd":
+            out[..., j] = torch.sqrt(out[..., j] ** 2 + noise**2)
+    return out
 
 
 @dataclass(frozen=True)
@@ -296,6 +419,9 @@ class TrainRequest:
                 scale=float(values["scale"]),
                 shift=float(values["shift"]),
                 flip_p=float(values["flip_p"]),
+                blur_sigma=float(values["blur_sigma"]),
+                noise_sd=float(values["noise_sd"]),
+                offset=float(values["offset"]),
             ),  # fmt: skip
             min_events=int(values["min_events"]),
             cohort=None if values.get("cohort") is None else Path(values["cohort"]),
@@ -500,9 +626,12 @@ def _fit(
         batches = stratified_batches(train_ex, request.batch_size, config.max_followup, rng)
         for index in batches:
             tb = make_batch(train_ex, train_in, index, config, rng, device)
-            images = augment_images(tb.batch.images, request.augmentation, aug_gen)
+            images, draws = augment_images(tb.batch.images, request.augmentation, aug_gen)
+            features = tb.batch.features
+            if features is not None:
+                features = augment_features(features, feature_names(config.input_variant), draws)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                out = model(images, tb.batch.level_present, tb.batch.features)
+                out = model(images, tb.batch.level_present, features)
             losses = []
             if config.has_detection:
                 known = tb.prevalent_known
