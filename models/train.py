@@ -129,9 +129,9 @@ class Augmentation:
     scale: float = 0.1
     shift: float = 0.05
     flip_p: float = 0.5
-    blur_sigma: float = 1.0
-    noise_sd: float = 0.0125
-    offset: float = 0.01
+    blur_sigma: float = 0.0
+    noise_sd: float = 0.0
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,10 +178,15 @@ def augment_images(
     zoom = 1 + uniform(b) * aug.scale
     shift = uniform(b, 2) * aug.shift * 2  # normalised coordinates span 2 per image
     flip = torch.rand(b, generator=generator, dtype=torch.float64) < aug.flip_p
-    # scanner draws come after the affine ones: a run without them draws the same affines
-    blur = (uniform(b) + 1) / 2 * aug.blur_sigma
-    noise = (uniform(b) + 1) / 2 * aug.noise_sd
-    offset = uniform(b) * aug.offset
+    # drawn only when asked for, after the affine draws: a run without them draws the
+    # same transforms as before they existed (same seed, same weights)
+    scanner = aug.blur_sigma > 0 or aug.noise_sd > 0 or aug.offset > 0
+    blur, noise, offset = (
+        ((uniform(b) + 1) / 2 * aug.blur_sigma, (uniform(b) + 1) / 2 * aug.noise_sd,
+         uniform(b) * aug.offset)
+        if scanner
+        else (torch.zeros(b, dtype=torch.float64),) * 3
+    )  # fmt: skip
     fx = torch.where(flip, -1.0, 1.0).to(torch.float64)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # rotation in pixel space, written in affine_grid's normalised coordinates
@@ -195,7 +200,7 @@ def augment_images(
     )
     flat = images.flatten(0, 2)
     per_image = n_levels * k
-    if aug.blur_sigma > 0 or aug.noise_sd > 0 or aug.offset > 0:
+    if scanner:
         # the scanner first, on the stored image whose zeros are exactly the outside
         flat = _scanner(flat, aug, per_image, blur, noise, offset, generator)
     theta = theta.repeat_interleave(per_image, dim=0).to(flat.device, flat.dtype)
