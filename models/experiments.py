@@ -324,7 +324,7 @@ def _predictions(
     chunk = 64  # inputs of 64 patients in memory at a time (~150 MB)
     for start in range(0, len(examples), chunk):
         part = examples[start : start + chunk]
-        inputs = load_examples(part, variant.settings, variant=ckpt.config.input_variant)
+        inputs = load_examples(part, variant.settings, variant=ckpt.config.arrays_kept)
         for e, p in zip(part, predict(ckpt.model, inputs, device=device), strict=True):
             risk = p.risk or (np.nan,) * ckpt.config.max_followup
             rows.append(

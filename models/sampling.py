@@ -228,6 +228,13 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
     np.ndarray
         float32, shape (n_levels, F), columns as :func:`feature_names`; rows of missing
         levels are 0 (the network masks them).
+
+    Raises
+    ------
+    ValueError
+        For ``'bone_muscle'``, a present level whose ``bone`` array is empty while
+        ``bone_muscle`` is not: the bone array was dropped (``models.data.load_examples``
+        with ``variant``), and the muscle could not be told from the bone.
     """
     names = feature_names(input_variant)
     n_levels = inputs.bone.shape[0]
@@ -252,6 +259,12 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
         )
         if input_variant != "bone":
             both = inputs.bone_muscle[level].astype(np.float32) * scale
+            if not body.any() and both.any():
+                raise ValueError(
+                    f"series {inputs.series_uid}, level {level}: the bone array is empty but "
+                    "bone_muscle is not (an array dropped to save memory?); the muscle "
+                    "features need both (load_examples(variant=config.arrays_kept))"
+                )
             muscle = both[(both != 0) & ~body]
             m_mean, m_median = _stats(muscle)
             out[level, len(BONE_FEATURES) :] = (muscle.size * per_slice, m_mean, m_median)

@@ -772,7 +772,7 @@ def train(
     )  # fmt: skip
     for _, val in splits:
         _check_events([dev[i] for i in val], request.model, 1, "a validation split")
-    inputs = load_examples(dev, settings, variant=request.model.input_variant)
+    inputs = load_examples(dev, settings, variant=request.model.arrays_kept)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -817,7 +817,7 @@ def train(
         if site in request.sites:
             continue
         log(f"Evaluating external site {site} ({len(members)} patients) ...")
-        site_inputs = load_examples(members, settings, variant=request.model.input_variant)
+        site_inputs = load_examples(members, settings, variant=request.model.arrays_kept)
         preds = predict(model, site_inputs, device=device)
         external[site] = metrics_for(members, preds, calibrate=True, **metric_opts)
     metadata = {

@@ -283,3 +283,44 @@ def test_train_request_takes_the_branch_from_train_config(tmp_path: Path) -> Non
     for value in (True, False):
         request = TrainRequest.from_config(config, db=db, intensity_features=value)
         assert request.model.intensity_features is value
+
+
+def test_arrays_kept_keeps_the_bone_array_for_the_muscle_features() -> None:
+    """Training keeps one array in memory; the bone_muscle branch needs the bone mask too.
+
+    Before the fix the training set dropped ``bone`` for the bone_muscle variant: the
+    branch trained on bone features of 0 and muscle areas of the whole tissue, then saw
+    real values when scoring (5-year risks of 0.85 on fresh development patients).
+    """
+    assert ModelConfig(input_variant="bone_muscle").arrays_kept == "bone_muscle"
+    assert ModelConfig(input_variant="bone", intensity_features=True).arrays_kept == "bone"
+    assert ModelConfig(input_variant="bone_muscle", intensity_features=True).arrays_kept is None
+
+
+def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
+    from engine.anatomy.inputs import save_inputs
+    from models.data import Example, load_examples
+
+    config = ModelConfig(input_variant="bone_muscle", intensity_features=True)
+    series = [_series(s) for s in (1, 2)]
+    examples = [
+        Example(
+            patient_id=f"P{i}",
+            series_uid=x.series_uid,
+            site="dev",
+            cache_path=save_inputs(x, tmp_path),
+            prevalent_vf=0,
+            followup_years=3.0,
+            event=0,
+        )  # fmt: skip
+        for i, x in enumerate(series)
+    ]
+    loaded = load_examples(examples, variant=config.arrays_kept)
+    for original, in_memory in zip(series, loaded, strict=True):
+        assert np.array_equal(
+            intensity_features(original, "bone_muscle"),
+            intensity_features(in_memory, "bone_muscle"),
+        )
+    dropped = load_examples(examples, variant="bone_muscle")
+    with pytest.raises(ValueError, match="bone array is empty"):
+        intensity_features(dropped[0], "bone_muscle")
