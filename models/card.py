@@ -38,6 +38,8 @@ from engine.evaluation import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from engine.anatomy.inputs import PreprocessingSettings
     from engine.store import Store
     from models.data import CacheResult, Example
@@ -49,6 +51,7 @@ __all__ = [
     "NOTICE",
     "build_card",
     "card_paths",
+    "cross_fitted_combined",
     "find_cohort_manifest",
     "metrics_for",
     "record_check",
@@ -488,6 +491,8 @@ def synthetic_check(
     scores["frax_mof"] = rows["frax_mof"].to_numpy()
     if ck.config.has_survival:
         scores = {"model_5y": np.array([x.risk[min(5, len(x.risk)) - 1] for x in preds]), **scores}
+    if ck.config.has_survival:
+        scores["combined_cv"] = cross_fitted_combined(rows, scores["model_5y"])
     c_index = {}
     for name, s in scores.items():
         c = harrell_c(target, s)
@@ -496,6 +501,9 @@ def synthetic_check(
     if "model_5y" in c_index:
         out["c_ratio_to_oracle_image"] = _num(
             c_index["model_5y"]["estimate"] / c_index["oracle_image_5y"]["estimate"]
+        )
+        out["c_ratio_combined_to_oracle_full"] = _num(
+            c_index["combined_cv"]["estimate"] / c_index["oracle_full_5y"]["estimate"]
         )
     if ck.config.has_survival:
         risk = np.array([x.risk for x in preds], dtype=np.float64)
@@ -513,6 +521,53 @@ def synthetic_check(
             "ici": _num(cal.ici),
         }
     return out
+
+
+def cross_fitted_combined(
+    rows: pd.DataFrame, risk_5y: np.ndarray, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold score of the image + clinical Cox model on one cohort.
+
+    The check's cohort has no development site to fit on, so the model of
+    ``vfrisk experiments``' ``cox_combined`` (:data:`models.comparators.CLINICAL_COVARIATES`
+    plus the image model's 5-year risk as a logit, :func:`models.comparators.fit_cox`) is
+    fitted on ``folds - 1`` folds and scores the held-out one, for every fold: each
+    patient's score comes from a fit that did not see them.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        One row per patient: the clinical covariates, ``sex``, ``followup_years`` and
+        ``event_type``.
+    risk_5y : numpy.ndarray
+        The model's 5-year risk of the same patients.
+    folds, seed : int
+        Random folds (seeded).
+
+    Returns
+    -------
+    numpy.ndarray
+        Linear predictor (higher = higher risk); NaN where a covariate is missing.
+    """
+    from models.comparators import (
+        CLINICAL_COVARIATES,
+        IMAGE_COVARIATE,
+        CoxSettings,
+        fit_cox,
+        image_logit,
+    )
+
+    frame = rows.reset_index(drop=True).copy()
+    frame[IMAGE_COVARIATE] = image_logit(risk_5y)
+    fold = np.random.default_rng(seed).permutation(len(frame)) % folds
+    score = np.full(len(frame), np.nan)
+    for k in range(folds):
+        fit = fit_cox(
+            frame[fold != k], [*CLINICAL_COVARIATES, IMAGE_COVARIATE],
+            name="image + clinical Cox", settings=CoxSettings(),
+        )  # fmt: skip
+        score[fold == k] = fit.predict(frame[fold == k], 1).score
+    return score
 
 
 def _check_lines(check: dict[str, Any]) -> list[str]:
@@ -536,6 +591,11 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
     )
     if check.get("c_ratio_to_oracle_image") is not None:
         lines.append(f"- model / oracle_image c-index: {check['c_ratio_to_oracle_image']:.3f}")
+    if check.get("c_ratio_combined_to_oracle_full") is not None:
+        lines.append(
+            "- image + clinical Cox (combined_cv, 5-fold cross-fitted on this cohort) / "
+            f"oracle_full c-index: {check['c_ratio_combined_to_oracle_full']:.3f}"
+        )
     if "risk_by_year" in check:
         by_year = check["risk_by_year"]
         lines.append(

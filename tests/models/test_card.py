@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.evaluation import SurvivalTarget, auroc, calibration, cumulative_dynamic_auc, harrell_c
@@ -129,6 +130,7 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
         "c_index": {"model_5y": {"estimate": 0.7, "ci_low": 0.6, "ci_high": 0.8},
                     "oracle_image_5y": {"estimate": 0.75, "ci_low": 0.65, "ci_high": 0.85}},
         "c_ratio_to_oracle_image": 0.9333,
+        "c_ratio_combined_to_oracle_full": 0.9612,
         "risk_by_year": {"predicted_mean": [0.05, 0.1, 0.12, 0.13, 0.15],
                          "observed_aj": [0.04, 0.09, None, 0.12, 0.14]},
         "calibration_5y": {"slope": {"estimate": 1.1, "ci_low": 0.7, "ci_high": 1.5},
@@ -140,6 +142,7 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "seed 77, 150 patients" in md and "grade >= 2: 0.900 (0.800-0.970)" in md
     assert "model / oracle_image c-index: 0.933" in md
+    assert "cross-fitted on this cohort) / oracle_full c-index: 0.961" in md
     assert "mean predicted: 0.050, 0.100, 0.120, 0.130, 0.150" in md
     assert "competing): 0.040, 0.090, -, 0.120, 0.140" in md
     assert "slope 1.100 (0.700-1.500), intercept 0.100 (-0.200-0.400), ICI 0.020" in md
@@ -151,3 +154,38 @@ def test_find_cohort_manifest_from_a_hint() -> None:
     assert found["path"] == str((SAMPLE / "manifest.json").resolve())
     assert "labels" not in found
     assert find_cohort_manifest(store=None, examples=[], hint=SAMPLE / "archive") is None  # type: ignore[arg-type]
+
+
+def _clinical_cohort(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Clinical rows whose fracture hazard rises with age and with an image risk."""
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame({
+        "age": rng.normal(72, 8, n), "sex": rng.choice(["F", "M"], n),
+        "bmi": rng.normal(26, 4, n),
+        **{c: rng.integers(0, 2, n).astype(float) for c in (
+            "prior_fracture", "parent_hip_fracture", "current_smoking", "glucocorticoids",
+            "rheumatoid_arthritis", "secondary_osteoporosis", "alcohol_3plus")},
+    })  # fmt: skip
+    image = rng.normal(0, 1, n)
+    hazard = 0.05 * np.exp(0.8 * image + 0.08 * (rows["age"] - 72))
+    t_fx = rng.exponential(1 / hazard)
+    censor = rng.uniform(2, 7, n)
+    rows["followup_years"] = np.minimum(t_fx, censor)
+    rows["event_type"] = (t_fx <= censor).astype(int)
+    risk = 1 / (1 + np.exp(-(image - 1.5)))
+    return rows, risk
+
+
+def test_cross_fitted_combined_scores_every_patient_out_of_fold() -> None:
+    from models.card import cross_fitted_combined
+
+    rows, risk = _clinical_cohort(400, seed=3)
+    rows.loc[7, "bmi"] = np.nan
+    score = cross_fitted_combined(rows, risk)
+    assert np.isnan(score[7]) and np.isfinite(np.delete(score, 7)).all()
+    assert np.array_equal(score, cross_fitted_combined(rows, risk), equal_nan=True)
+    keep = np.isfinite(score)
+    target = SurvivalTarget.from_arrays(rows["followup_years"][keep], rows["event_type"][keep])
+    c_combined = harrell_c(target, score[keep], ci="none").estimate
+    c_image = harrell_c(target, risk[keep], ci="none").estimate
+    assert c_combined > c_image > 0.6, "age adds to the image risk, out of fold"
