@@ -492,7 +492,10 @@ def synthetic_check(
     if ck.config.has_survival:
         scores = {"model_5y": np.array([x.risk[min(5, len(x.risk)) - 1] for x in preds]), **scores}
     if ck.config.has_survival:
-        scores["combined_cv"] = cross_fitted_combined(rows, scores["model_5y"])
+        try:
+            scores["combined_cv"] = cross_fitted_combined(rows, scores["model_5y"])
+        except VfriskError as exc:  # too few fractures in a fold to fit it
+            out["combined_cv_note"] = str(exc)
     c_index = {}
     for name, s in scores.items():
         c = harrell_c(target, s)
@@ -502,6 +505,7 @@ def synthetic_check(
         out["c_ratio_to_oracle_image"] = _num(
             c_index["model_5y"]["estimate"] / c_index["oracle_image_5y"]["estimate"]
         )
+    if "combined_cv" in c_index:
         out["c_ratio_combined_to_oracle_full"] = _num(
             c_index["combined_cv"]["estimate"] / c_index["oracle_full_5y"]["estimate"]
         )
@@ -548,6 +552,12 @@ def cross_fitted_combined(
     -------
     numpy.ndarray
         Linear predictor (higher = higher risk); NaN where a covariate is missing.
+
+    Raises
+    ------
+    VfriskError
+        ``comparator_not_fitted`` when a fold's fit has too few fractures
+        (``[experiments] cox_min_events``, default 10) or fails.
     """
     from models.comparators import (
         CLINICAL_COVARIATES,

@@ -189,3 +189,15 @@ def test_cross_fitted_combined_scores_every_patient_out_of_fold() -> None:
     c_combined = harrell_c(target, score[keep], ci="none").estimate
     c_image = harrell_c(target, risk[keep], ci="none").estimate
     assert c_combined > c_image > 0.6, "age adds to the image risk, out of fold"
+
+
+def test_cross_fitted_combined_refuses_a_cohort_with_too_few_fractures() -> None:
+    from engine.errors import VfriskError
+    from models.card import cross_fitted_combined
+
+    rows, risk = _clinical_cohort(400, seed=3)
+    rows["event_type"] = 0
+    rows.loc[:7, "event_type"] = 1
+    with pytest.raises(VfriskError) as err:
+        cross_fitted_combined(rows, risk)
+    assert err.value.code == "comparator_not_fitted"
