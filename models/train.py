@@ -10,10 +10,11 @@ What one call of :func:`train` does (issue 6, "Training"; Kong et al. 2025):
 3. Each epoch: stratified batches (:func:`models.data.stratified_batches`), random slice
    triplets per patient (:func:`models.sampling.sample_triplets` with the seeded
    generator), the study's augmentation on the batch in torch (small rotation, scaling
-   and shift, left-right flip, one transform per patient for all its images), the
-   detection BCE on ``prevalent_vf`` and Mirai's masked yearly BCE on
-   ``followup_years``/``event_type``, combined by the configured weighting
-   (:func:`models.weighting.multitask_backward`), AdamW. On CUDA under bf16 autocast with
+   and shift, left-right flip, one transform per patient for all its images; optional
+   scanner blur, noise and HU offset), the detection BCE on ``prevalent_vf`` and the
+   survival loss (:func:`models.losses.survival_loss`: the discrete-time likelihood or
+   Mirai's yearly BCE) on ``followup_years``/``event_type``, combined by the configured
+   weighting (:func:`models.weighting.multitask_backward`), AdamW. On CUDA under bf16 autocast with
    channels_last; on CPU in float32 with deterministic algorithms: the same seed gives
    identical weights.
 4. After each epoch the validation patients are scored through
@@ -97,7 +98,7 @@ class Augmentation:
     The study augments with a small affine and a left-right flip only. A model trained on
     one site then learns that site's scanner: its noise, sharpness and HU calibration
     (with the encoder's LayerNorms, relative noise is even its cue to bone density,
-    README "Model"). ``blur_sigma``, ``noise_sd`` and ``offset`` vary them; all three are
+    README, "The model"). ``blur_sigma``, ``noise_sd`` and ``offset`` vary them; all three are
     drawn per patient and applied to the tissue (non-zero) pixels only, so the masks'
     zeros stay zero.
 

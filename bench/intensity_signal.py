@@ -1,0 +1,158 @@
+"""How much of the bone and muscle density signal a checkpoint sees (README, "The model").
+
+Not a speed benchmark: the analysis behind ``[train] intensity_features``. On a generated
+development cohort (to fit the reference Cox model) and an external one, both prepared
+with their inputs cached (``vfrisk train`` fills ``DB.cache``; ``python -m models.card
+check ... --cache DIR`` fills the external one), it prints
+
+1. how far the checkpoint's encoder features move when a body's HU changes (150 -> 50 HU),
+2. the Harrell c-index (5 years) on the external patients of the checkpoint's 5-year
+   risk, of ``-mean bone intensity`` alone and of a Cox model on three branch features
+   (bone median, muscle area and median; fitted on the development cohort), with
+   ``oracle_image`` for scale, and the correlation of the risk with the bone intensity,
+3. for a checkpoint with the intensity branch: per-site mean risk and c-index as scanned,
+   and with each site's HU offset (from the generator's site profiles) removed from the
+   branch's features.
+
+    python bench/intensity_signal.py --model models/weights/fracture_net.pt \\
+        --dev train --dev-cache train.duckdb.cache --ext ext600 --ext-cache ext600.cache
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import models.sampling as sampling
+from engine.anatomy.inputs import ModelInputs, PreprocessingSettings, cache_path, load_inputs
+from engine.config import load_config
+from engine.evaluation import SurvivalTarget, harrell_c
+from engine.synth.cohort import main_series
+from engine.synth.profiles import load_profiles
+from models.checkpoint import load_checkpoint
+from models.inference import predict
+
+NAMES = list(sampling.feature_names("bone_muscle"))
+COX_FEATURES = ["bone_median", "muscle_area_cm2", "muscle_median"]
+
+
+def load_cohort(
+    cohort: Path, cache: Path, settings: PreprocessingSettings
+) -> tuple[list[ModelInputs], pd.DataFrame]:
+    """Cached inputs of each patient's main series (either cache naming) and the truth."""
+    series = main_series(cohort)
+    inputs, patients = [], []
+    for uid, pid in zip(series["series_uid"], series["patient_id"], strict=True):
+        path = cache_path(cache, uid, settings.version)
+        if not path.is_file():  # vfrisk train's cache: <uid>.<version>.<digest>.<hash>.npz
+            hits = sorted(cache.glob(path.name.replace(".npz", ".*.npz")))
+            if not hits:
+                continue
+            path = hits[0]
+        inputs.append(load_inputs(path, settings))
+        patients.append(pid)
+    truth = pd.read_csv(cohort / "truth" / "patients.csv").set_index("patient_id")
+    return inputs, truth.loc[patients]
+
+
+def level_means(inputs: list[ModelInputs]) -> pd.DataFrame:
+    """The branch's features averaged over the present levels, one row per series."""
+    rows = []
+    for x in inputs:
+        f = sampling.intensity_features(x, "bone_muscle")
+        rows.append(f[x.level_present].mean(axis=0))
+    return pd.DataFrame(rows, columns=NAMES)
+
+
+def c_index(truth: pd.DataFrame, score: np.ndarray) -> float:
+    target = SurvivalTarget.from_arrays(truth["followup_years"], truth["event_type"])
+    return round(float(harrell_c(target, score, ci="none").estimate), 3)
+
+
+def encoder_shift(model: torch.nn.Module) -> float:
+    """Relative change of the encoder's features, an elliptic body at 150 vs 50 HU."""
+    yy, xx = np.mgrid[:64, :112]
+    disk = ((yy - 32) / 20) ** 2 + ((xx - 56) / 30) ** 2 < 1
+    texture = np.random.default_rng(1).normal(0, 0.02, disk.shape)
+
+    def image(hu: float) -> torch.Tensor:
+        a = np.where(disk, (hu + 200) / 1200 + texture, 0).astype(np.float32)
+        return torch.from_numpy(np.stack([a] * 3))[None]
+
+    with torch.no_grad():
+        ref, low = model.encoder.eval()(image(150.0))[0], model.encoder(image(50.0))[0]
+    return float((low - ref).norm() / ref.norm())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/weights/fracture_net.pt"))
+    parser.add_argument("--dev", type=Path, required=True, help="development cohort folder")
+    parser.add_argument("--dev-cache", type=Path, required=True)
+    parser.add_argument("--ext", type=Path, required=True, help="external cohort folder")
+    parser.add_argument("--ext-cache", type=Path, required=True)
+    args = parser.parse_args()
+    from lifelines import CoxPHFitter
+
+    settings = PreprocessingSettings.from_config(load_config())
+    ck = load_checkpoint(args.model)
+    dev_in, dev = load_cohort(args.dev, args.dev_cache, settings)
+    ext_in, ext = load_cohort(args.ext, args.ext_cache, settings)
+    print(f"{args.model} ({ck.model_id}); {len(dev_in)} development, {len(ext_in)} external")
+    print(f"encoder features, body 150 -> 50 HU: {100 * encoder_shift(ck.model):.2f} % change")
+    fd, fe = level_means(dev_in), level_means(ext_in)
+    data = fd[COX_FEATURES].copy()
+    data["T"] = np.minimum(dev["followup_years"].to_numpy(), 5.0)
+    data["E"] = ((dev["event_type"] == 1) & (dev["followup_years"] <= 5)).to_numpy(int)
+    cox = CoxPHFitter(penalizer=0.01).fit(data, "T", "E")
+    risk = np.array([p.risk[4] for p in predict(ck.model, ext_in)])
+    print(
+        f"external c-index (5 y): model {c_index(ext, risk)}; -bone mean "
+        f"{c_index(ext, -fe['bone_mean'].to_numpy())}; Cox on {', '.join(COX_FEATURES)} "
+        f"{c_index(ext, cox.predict_partial_hazard(fe[COX_FEATURES]).to_numpy())}; "
+        f"oracle_image {c_index(ext, ext['oracle_image_5y'].to_numpy())}; "
+        f"corr(risk, bone mean) {np.corrcoef(risk, fe['bone_mean'])[0, 1]:.3f}"
+    )
+    if not ck.model.config.intensity_features:
+        return
+    window = settings.hu_window[1] - settings.hu_window[0]
+    offsets = {name: p.hu_offset for name, p in load_profiles().items()}
+    site_of = {x.series_uid: s for x, s in zip(ext_in, ext["site"], strict=True)}
+    measured = sampling.intensity_features
+
+    def corrected(x: ModelInputs, variant: str) -> np.ndarray:
+        out = measured(x, variant)
+        cols = [
+            j
+            for j, n in enumerate(sampling.feature_names(variant))
+            if n.endswith(("_mean", "_median"))
+        ]
+        out[np.ix_(np.asarray(x.level_present, bool), cols)] -= (
+            offsets[site_of[x.series_uid]] / window
+        )
+        return out
+
+    def report(label: str, r: np.ndarray) -> None:
+        parts = []
+        for site in sorted(ext["site"].unique()):
+            m = (ext["site"] == site).to_numpy()
+            parts.append(
+                f"{site} (offset {offsets[site]:+.0f} HU) mean risk {r[m].mean():.3f} "
+                f"c {c_index(ext[m], r[m])}"
+            )
+        print(f"{label}: pooled c {c_index(ext, r)}; " + "; ".join(parts))
+
+    report("as scanned", risk)
+    sampling.intensity_features = corrected
+    try:
+        report("site HU offsets removed", np.array([p.risk[4] for p in predict(ck.model, ext_in)]))
+    finally:
+        sampling.intensity_features = measured
+
+
+if __name__ == "__main__":
+    main()
