@@ -43,6 +43,10 @@ echo "== throughput: decode floor vs vfrisk score on the GPU ($(nproc) workers)"
 work=/tmp/vfrisk-gpu-check   # archives stay on the device; only stdout comes back
 python3 bench/score_throughput.py --patients 20 --memory-patients 80 --resolution full \
     --workers "$(nproc)" --device cuda --out "$work/score"
+echo "== the same 80 series with the workers' muscle network on the CPU ([score] anatomy_device)"
+printf '[score]\nanatomy_device = "cpu"\n' > "$work/anatomy_cpu.toml"
+VFRISK_CONFIG="$work/anatomy_cpu.toml" python3 bench/score_throughput.py --patients 80 \
+    --memory-patients 0 --resolution full --workers "$(nproc)" --device cuda --out "$work/score"
 echo "== the study's recipe (ConvNeXt-Tiny) for 2 epochs, 2 folds, on 96 development patients"
 cohort="$work/train"
 python3 -m engine.cli synth "$cohort" --patients 96 --sites dev:1 --seed 77 \

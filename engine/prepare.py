@@ -135,9 +135,11 @@ def crop_to_anatomy(
     return hu[box], cropped
 
 
-def _segmentation(volume: Volume, series_uid: str, masks_dir: Path | None) -> Segmentation:
+def _segmentation(
+    volume: Volume, series_uid: str, masks_dir: Path | None, device: str | None
+) -> Segmentation:
     if masks_dir is None:
-        return segment(volume)
+        return segment(volume, device)
     return load_masks(masks_dir, series_uid, volume.grid)
 
 
@@ -150,6 +152,7 @@ def prepare_volume(
     height_cm: float | None = None,
     contrast_tag: bool | None = None,
     qa_dir: Path | str | None = None,
+    anatomy_device: str | None = None,
 ) -> PreparedSeries:
     """Segment, build model inputs, measure biomarkers and check one loaded series.
 
@@ -169,6 +172,9 @@ def prepare_volume(
         Contrast according to the DICOM header.
     qa_dir : path-like, optional
         Write the QA picture to :func:`qa_png_path` under it.
+    anatomy_device : {'cpu', 'cuda'}, optional
+        Where the built-in segmenter's muscle network runs; default CUDA when visible
+        (``[score] anatomy_device``).
 
     Raises
     ------
@@ -178,7 +184,8 @@ def prepare_volume(
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    seg = _segmentation(volume, series_uid, None if masks_dir is None else Path(masks_dir))
+    masks = None if masks_dir is None else Path(masks_dir)
+    seg = _segmentation(volume, series_uid, masks, anatomy_device)
     seconds["anatomy"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     # the patches may reach beyond the labelled region: they read the whole volume
@@ -303,6 +310,7 @@ def prepare_job(
     *,
     masks_dir: Path | str | None = None,
     qa_dir: Path | str | None = None,
+    anatomy_device: str | None = None,
 ) -> PreparedSeries | PrepareFailure:
     """Load and prepare one series; any failure is returned, never raised.
 
@@ -312,7 +320,7 @@ def prepare_job(
     loading : dict
         The ``[loading]`` table (the loader's gap and angle limits).
     settings : PreprocessingSettings
-    masks_dir, qa_dir : path-like, optional
+    masks_dir, qa_dir, anatomy_device
         As :func:`prepare_volume`.
     """
     stage = "load"
@@ -328,7 +336,7 @@ def prepare_job(
         stage = "anatomy"
         prepared = prepare_volume(
             volume, job.series_uid, settings, masks_dir=masks_dir, height_cm=job.height_cm,
-            qa_dir=qa_dir,
+            qa_dir=qa_dir, anatomy_device=anatomy_device,
         )  # fmt: skip
         prepared.seconds["load"] = load_s
         return prepared
@@ -391,7 +399,7 @@ class PreparePool:
 
     Parameters
     ----------
-    loading, settings, masks_dir, qa_dir
+    loading, settings, masks_dir, qa_dir, anatomy_device
         As :func:`prepare_job`.
     workers : int
         Processes (at least 2; :func:`prepare_many` prepares in-process for 1).
@@ -405,9 +413,10 @@ class PreparePool:
         workers: int,
         masks_dir: Path | str | None = None,
         qa_dir: Path | str | None = None,
+        anatomy_device: str | None = None,
     ) -> None:
         self.workers = workers
-        opts = {"masks_dir": masks_dir, "qa_dir": qa_dir}
+        opts = {"masks_dir": masks_dir, "qa_dir": qa_dir, "anatomy_device": anatomy_device}
         self._initargs = (os.getpid(), loading, settings, opts)
         self._executor = self._start()
 
@@ -517,6 +526,7 @@ def prepare_many(
     masks_dir: Path | str | None = None,
     qa_dir: Path | str | None = None,
     window: int | None = None,
+    anatomy_device: str | None = None,
 ) -> Iterator[PreparedSeries | PrepareFailure]:
     """Prepare many series, ``workers`` at a time, yielding each as it finishes.
 
@@ -531,7 +541,7 @@ def prepare_many(
     ----------
     jobs : iterable of SeriesJob
         Pulled lazily, in the consumer's thread, only as far as ``window`` allows.
-    loading, settings, masks_dir, qa_dir
+    loading, settings, masks_dir, qa_dir, anatomy_device
         As :func:`prepare_job`.
     workers : int
     window : int, optional
@@ -541,9 +551,13 @@ def prepare_many(
     """
     if workers <= 1:
         for job in jobs:
-            yield prepare_job(job, loading, settings, masks_dir=masks_dir, qa_dir=qa_dir)
+            yield prepare_job(
+                job, loading, settings, masks_dir=masks_dir, qa_dir=qa_dir,
+                anatomy_device=anatomy_device,
+            )  # fmt: skip
         return
     with PreparePool(
-        loading, settings, workers=workers, masks_dir=masks_dir, qa_dir=qa_dir
-    ) as pool:
+        loading, settings, workers=workers, masks_dir=masks_dir, qa_dir=qa_dir,
+        anatomy_device=anatomy_device,
+    ) as pool:  # fmt: skip
         yield from pool.prepare(jobs, window)

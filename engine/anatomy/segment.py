@@ -36,13 +36,15 @@ MIN_SLICES = 4
 _LEVEL_ID = {name: lab for lab, name in BODY_LEVELS.items()}
 
 
-def segment(volume: Volume) -> Segmentation:
+def segment(volume: Volume, device: str | None = None) -> Segmentation:
     """Label the vertebral bodies T12-L4 and the psoas and paraspinal muscles.
 
     Parameters
     ----------
     volume : Volume
         A loaded CT in HU on the canonical grid (any slice thickness up to 5 mm).
+    device : {'cpu', 'cuda'}, optional
+        Where the muscle network runs; default CUDA when PyTorch sees a device.
 
     Returns
     -------
@@ -102,5 +104,5 @@ def segment(volume: Volume) -> Segmentation:
     if levels:
         body_crop = lut[body_lab]
         labels[:, rows, cols] = body_crop
-        label_muscles(hu, grid, labels, body_crop, (rows, cols))
+        label_muscles(hu, grid, labels, body_crop, (rows, cols), device=device)
     return Segmentation(labels=labels, grid=grid, levels=levels, flags=flags, source="builtin")

@@ -20,7 +20,7 @@ from engine import logs
 from engine.anatomy import PreprocessingSettings
 from engine.config import Config
 from engine.prepare import PreparedSeries, PrepareFailure, SeriesJob, prepare_many
-from engine.score.model import score_prepared
+from engine.score.model import anatomy_device, score_prepared
 from engine.score.pipeline import (
     FAULTS,
     BatchWriter,
@@ -85,7 +85,7 @@ def run_local(
     else:  # one worker: series are prepared here, in order
         source = prepare_many(
             jobs(), dict(config["loading"]), PreprocessingSettings.from_config(config),
-            masks_dir=request.masks_dir, qa_dir=qa_dir,
+            masks_dir=request.masks_dir, qa_dir=qa_dir, anatomy_device=anatomy_device(config),
         )  # fmt: skip
     ctx.model = ctx.model.to(ctx.device)
     writer = BatchWriter(ctx)

@@ -88,6 +88,31 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def anatomy_device(config: Any) -> str | None:
+    """Where the prepare workers run the muscle network: ``[score] anatomy_device``.
+
+    ``auto`` -> None (CUDA when PyTorch sees a device: every worker process then opens
+    its own CUDA context), ``cpu`` (the GPU is left to the model) or ``cuda``.
+    """
+    name = str(config["score"]["anatomy_device"])
+    if name == "auto":
+        return None
+    if name not in ("cpu", "cuda"):
+        raise VfriskError(
+            "bad_config", f"[score] anatomy_device = {name!r}: choose auto, cpu or cuda"
+        )
+    if name == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise VfriskError(
+                "bad_config",
+                "[score] anatomy_device = 'cuda' but no CUDA device is visible to PyTorch "
+                "here; use auto or cpu",
+            )
+    return name
+
+
 def card_path(model_path: Path) -> Path:
     """Where a checkpoint's model card lives: ``NAME.card.json`` beside ``NAME.pt``."""
     return model_path.with_name(model_path.stem + ".card.json")

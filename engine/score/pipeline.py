@@ -39,7 +39,7 @@ from engine.anatomy import PreprocessingSettings
 from engine.config import Config
 from engine.errors import VfriskError
 from engine.prepare import PreparedSeries, PrepareFailure, PreparePool, SeriesJob, jobs_for
-from engine.score.model import LoadedModel, load_model, resolve_device
+from engine.score.model import LoadedModel, anatomy_device, load_model, resolve_device
 from engine.store import Store
 from engine.store.score_tables import (
     FailureRow,
@@ -392,6 +392,7 @@ def score_archive(
                     workers=request.workers,
                     masks_dir=request.masks_dir,
                     qa_dir=qa_dir,
+                    anatomy_device=anatomy_device(config),
                 )  # fmt: skip
             )
         return _score(request, config, store, run_id, qa_dir, pool, started)

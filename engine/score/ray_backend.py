@@ -27,6 +27,7 @@ from engine.anatomy import PreprocessingSettings
 from engine.config import Config
 from engine.errors import VfriskError
 from engine.prepare import PreparedSeries, PrepareFailure, SeriesJob, prepare_job
+from engine.score.model import anatomy_device
 from engine.score.pipeline import FAULTS, BatchWriter, Outcome, ScoreRequest, _RunContext, iter_jobs
 from engine.store.score_tables import ManifestEntry
 
@@ -125,7 +126,11 @@ def run_ray(
     prepare_args = (
         dict(config["loading"]),
         PreprocessingSettings.from_config(config),
-        {"masks_dir": request.masks_dir, "qa_dir": qa_dir},
+        {
+            "masks_dir": request.masks_dir,
+            "qa_dir": qa_dir,
+            "anatomy_device": anatomy_device(config),
+        },  # fmt: skip
     )
     model_args = (str(ctx.model.path), ctx.preprocessing_version, ctx.device,
                   request.batch_size)  # fmt: skip

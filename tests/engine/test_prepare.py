@@ -121,3 +121,49 @@ def test_a_pool_starts_its_workers_at_once_and_hands_out_jobs_before_it_is_itera
         assert len(set(multiprocessing.active_children()) - before) == 2
         pool.prepare(source(), window=2)
         assert pulled == uids[:2]  # submitted before the first result is asked for
+
+
+def test_the_anatomy_device_reaches_the_muscle_network_in_process_and_in_workers(
+    indexed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import engine.anatomy._muscles as muscles
+
+    store, uids = indexed
+    with store.read() as con:
+        jobs = jobs_for(con, uids[:1])
+    seen = []
+    real = muscles._net
+
+    def spy(path: str, device: str):
+        seen.append(device)
+        return real(path, device)
+
+    monkeypatch.setattr(muscles, "_net", spy)
+    (done,) = prepare_many(jobs, *_args(), anatomy_device="cpu")
+    assert isinstance(done, PreparedSeries) and seen == ["cpu"]
+    if torch.cuda.is_available():
+        return
+    # in worker processes (no spy there): asking for CUDA where there is none fails the
+    # series at the anatomy stage, so the option travelled with the job
+    (failed,) = prepare_many(jobs, *_args(), workers=2, anatomy_device="cuda")
+    assert isinstance(failed, PrepareFailure) and failed.stage == "anatomy"
+    assert "cuda" in failed.error.lower()
+
+
+def test_score_config_names_the_anatomy_device() -> None:
+    import torch
+
+    from engine.errors import VfriskError
+    from engine.score.model import anatomy_device
+
+    assert anatomy_device({"score": {"anatomy_device": "auto"}}) is None
+    assert anatomy_device({"score": {"anatomy_device": "cpu"}}) == "cpu"
+    assert anatomy_device(load_config()) is None  # the default: auto
+    with pytest.raises(VfriskError) as err:
+        anatomy_device({"score": {"anatomy_device": "gpu"}})
+    assert err.value.code == "bad_config" and "anatomy_device" in err.value.message
+    if not torch.cuda.is_available():
+        with pytest.raises(VfriskError, match="no CUDA device"):
+            anatomy_device({"score": {"anatomy_device": "cuda"}})
