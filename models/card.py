@@ -33,6 +33,7 @@ from engine.evaluation import (
     aalen_johansen,
     auroc,
     calibration,
+    compare_concordance,
     cumulative_dynamic_auc,
     harrell_c,
 )
@@ -427,8 +428,11 @@ def synthetic_check(
         (max Genant grade over T12-L4 >= 2, from ``truth/patients.csv``) and
         ``detection_auroc_any`` (``prevalent_vf``); Harrell c-index (5-year horizon) of the
         model's 5-year risk and of ``oracle_image_5y``, ``oracle_bone_5y``,
-        ``oracle_full_5y`` and ``frax_mof`` on the same patients, and
-        ``c_ratio_to_oracle_image``; for a survival head ``risk_by_year`` (mean predicted
+        ``oracle_full_5y``, ``frax_mof`` and ``combined_cv`` (:func:`cross_fitted_combined`)
+        on the same patients, ``c_ratio_to_oracle_image``,
+        ``c_ratio_combined_to_oracle_full`` and ``model_vs_frax`` (paired difference of
+        the c-indices, :func:`engine.evaluation.compare_concordance`: CI and p-value);
+        for a survival head ``risk_by_year`` (mean predicted
         risk and the Aalen-Johansen cumulative incidence at years 1..5) and
         ``calibration_5y`` (slope, intercept, ICI of the 5-year risk).
     """
@@ -505,6 +509,12 @@ def synthetic_check(
         out["c_ratio_to_oracle_image"] = _num(
             c_index["model_5y"]["estimate"] / c_index["oracle_image_5y"]["estimate"]
         )
+    if "model_5y" in c_index:
+        vs = compare_concordance(target, scores["model_5y"], scores["frax_mof"])
+        out["model_vs_frax"] = {
+            "difference": _num(vs.difference), "ci_low": _num(vs.ci_low),
+            "ci_high": _num(vs.ci_high), "p_value": _num(vs.p_value),
+        }  # fmt: skip
     if "combined_cv" in c_index:
         out["c_ratio_combined_to_oracle_full"] = _num(
             c_index["combined_cv"]["estimate"] / c_index["oracle_full_5y"]["estimate"]
@@ -601,6 +611,12 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
     )
     if check.get("c_ratio_to_oracle_image") is not None:
         lines.append(f"- model / oracle_image c-index: {check['c_ratio_to_oracle_image']:.3f}")
+    if check.get("model_vs_frax") is not None:
+        vs = check["model_vs_frax"]
+        lines.append(
+            f"- model - FRAX-like c-index (paired): {vs['difference']:+.3f} "
+            f"({vs['ci_low']:+.3f} to {vs['ci_high']:+.3f}), p = {vs['p_value']:.3f}"
+        )
     if check.get("c_ratio_combined_to_oracle_full") is not None:
         lines.append(
             "- image + clinical Cox (combined_cv, 5-fold cross-fitted on this cohort) / "

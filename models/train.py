@@ -130,9 +130,9 @@ class Augmentation:
     scale: float = 0.1
     shift: float = 0.05
     flip_p: float = 0.5
-    blur_sigma: float = 0.0
-    noise_sd: float = 0.0
-    offset: float = 0.0
+    blur_sigma: float = 1.0
+    noise_sd: float = 0.0125
+    offset: float = 0.01
 
 
 @dataclass(frozen=True)

