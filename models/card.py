@@ -299,6 +299,23 @@ def _metric_rows(name: str, m: dict[str, Any]) -> str:
     )
 
 
+def _augmentation_text(aug: dict[str, Any] | None) -> str:
+    if not aug or not aug.get("enabled", True):
+        return "none"
+    text = (
+        f"rotation +-{aug['rotate_deg']} deg, zoom +-{aug['scale']}, shift +-{aug['shift']}, "
+        f"flip p {aug['flip_p']}"
+    )
+    # cards written before the scanner draws existed had none
+    scanner = [aug.get(k, 0.0) for k in ("blur_sigma", "noise_sd", "offset")]
+    if any(scanner):
+        text += (
+            f"; scanner: blur up to {scanner[0]} px, noise up to {scanner[1]}, offset "
+            f"+-{scanner[2]} (input units)"
+        )
+    return text
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (what a reader needs: notice, data, command, metrics)."""
     lines = [
@@ -352,7 +369,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"encoder width {model['width']} depth {model['depth']}, fusion {model['fusion']}, "
         f"{model['triplets_per_level']} triplets per level, yearly hazards "
         # cards written before these keys existed: Mirai's ReLU hazards and BCE loss
-        f"{model.get('hazard_activation', 'relu')}",
+        f"{model.get('hazard_activation', 'relu')}, intensity branch "
+        f"{'on' if model.get('intensity_features') else 'off'}",
+        f"- augmentation: {_augmentation_text(train.get('augmentation'))}",
         f"- training: recipe {train['recipe']}, {train['optimizer']} lr {train['lr']}, "
         f"weight decay {train['weight_decay']}, batch {train['batch_size']} "
         f"({train['batches']}), up to {train['epochs']} epochs, patience {train['patience']}, "

@@ -99,7 +99,10 @@ def _card(metrics: dict) -> dict:
             "train": {"recipe": "default", "optimizer": "AdamW", "lr": 0.001,
                       "weight_decay": 0.0001, "batch_size": 16, "batches": "stratified",
                       "epochs": 30, "patience": 8, "seed": 0, "folds": None,
-                      "val_fraction": 0.2},
+                      "val_fraction": 0.2,
+                      "augmentation": {"enabled": True, "rotate_deg": 10.0, "scale": 0.1,
+                                       "shift": 0.05, "flip_p": 0.5, "blur_sigma": 1.0,
+                                       "noise_sd": 0.0125, "offset": 0.0}},
             "preprocessing": {"version": "pp1", "intensity": "fixed_window"}},
         "training": {"device": "cpu", "cpu_threads": 2, "train_seconds": 12.0,
                      "total_seconds": 20.0, "prepare_seconds": 8.0, "saved_fold": 1,
@@ -119,6 +122,8 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert md.count(NOTICE) == 2 and "| internal validation | 120 |" in md
     assert "| external: ext_a | 120 |" in md and "vfrisk synth c --patients 5" in md
+    assert "yearly hazards relu, intensity branch off" in md
+    assert "flip p 0.5; scanner: blur up to 1.0 px, noise up to 0.0125, offset +-0.0" in md
     c = metrics["c_index"]
     assert f"{c['estimate']:.3f} ({c['ci_low']:.3f}-{c['ci_high']:.3f})" in md
     check = {
