@@ -55,6 +55,12 @@ def load_cohort(
             path = hits[0]
         inputs.append(load_inputs(path, settings))
         patients.append(pid)
+    if not inputs:
+        raise SystemExit(
+            f"no cached inputs of {cohort}'s series in {cache} (preprocessing "
+            f"{settings.version}); fill it with `vfrisk train` (DB.cache) or `python -m "
+            f"models.card check CHECKPOINT {cohort} --cache {cache}`"
+        )
     truth = pd.read_csv(cohort / "truth" / "patients.csv").set_index("patient_id")
     return inputs, truth.loc[patients]
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from engine.anatomy.inputs import PreprocessingSettings
     from engine.store import Store
+    from models.comparators import CoxSettings
     from models.data import CacheResult, Example
     from models.inference import Prediction
     from models.train import TrainRequest
@@ -461,6 +462,7 @@ def synthetic_check(
     from engine.prepare import PreparedSeries, SeriesJob, prepare_many
     from engine.synth.cohort import main_series, series_files
     from models.checkpoint import load_checkpoint
+    from models.comparators import CoxSettings
     from models.inference import predict
 
     cohort_dir = Path(cohort_dir)
@@ -514,9 +516,10 @@ def synthetic_check(
     scores["frax_mof"] = rows["frax_mof"].to_numpy()
     if ck.config.has_survival:
         scores = {"model_5y": np.array([x.risk[min(5, len(x.risk)) - 1] for x in preds]), **scores}
-    if ck.config.has_survival:
         try:
-            scores["combined_cv"] = cross_fitted_combined(rows, scores["model_5y"])
+            scores["combined_cv"] = cross_fitted_combined(
+                rows, scores["model_5y"], CoxSettings.from_config(config)
+            )
         except VfriskError as exc:  # too few fractures in a fold to fit it
             out["combined_cv_note"] = str(exc)
     c_index = {}
@@ -557,7 +560,11 @@ def synthetic_check(
 
 
 def cross_fitted_combined(
-    rows: pd.DataFrame, risk_5y: np.ndarray, folds: int = 5, seed: int = 0
+    rows: pd.DataFrame,
+    risk_5y: np.ndarray,
+    settings: CoxSettings | None = None,
+    folds: int = 5,
+    seed: int = 0,
 ) -> np.ndarray:
     """Out-of-fold score of the image + clinical Cox model on one cohort.
 
@@ -574,6 +581,8 @@ def cross_fitted_combined(
         ``event_type``.
     risk_5y : numpy.ndarray
         The model's 5-year risk of the same patients.
+    settings : CoxSettings, optional
+        Penalty and fewest fractures per fit (``[experiments]``); default its defaults.
     folds, seed : int
         Random folds (seeded).
 
@@ -585,8 +594,8 @@ def cross_fitted_combined(
     Raises
     ------
     VfriskError
-        ``comparator_not_fitted`` when a fold's fit has too few fractures
-        (``[experiments] cox_min_events``, default 10) or fails.
+        ``comparator_not_fitted`` when a fold's fit has fewer fractures than
+        ``settings.min_events`` or fails.
     """
     from models.comparators import (
         CLINICAL_COVARIATES,
@@ -596,6 +605,7 @@ def cross_fitted_combined(
         image_logit,
     )
 
+    settings = settings or CoxSettings()
     frame = rows.reset_index(drop=True).copy()
     frame[IMAGE_COVARIATE] = image_logit(risk_5y)
     fold = np.random.default_rng(seed).permutation(len(frame)) % folds
@@ -603,7 +613,7 @@ def cross_fitted_combined(
     for k in range(folds):
         fit = fit_cox(
             frame[fold != k], [*CLINICAL_COVARIATES, IMAGE_COVARIATE],
-            name="image + clinical Cox", settings=CoxSettings(),
+            name="image + clinical Cox", settings=settings,
         )  # fmt: skip
         score[fold == k] = fit.predict(frame[fold == k], 1).score
     return score

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,16 @@ class CoxSettings:
     min_events: int = 10
     l1_cutoffs_hu: tuple[float, ...] = (110.0, 160.0)
     max_followup: int = 5
+
+    @classmethod
+    def from_config(cls, config: Any, max_followup: int = 5) -> CoxSettings:
+        """From ``[experiments]`` of a :class:`engine.config.Config` (or a mapping)."""
+        exp = config["experiments"]
+        return cls(
+            penalizer=float(exp["cox_penalizer"]), min_events=int(exp["cox_min_events"]),
+            l1_cutoffs_hu=tuple(float(c) for c in exp["l1_cutoffs_hu"]),
+            max_followup=max_followup,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.penalizer < 0 or self.min_events < 1 or self.max_followup < 1:

@@ -447,11 +447,7 @@ def run_experiments(
         )  # fmt: skip
 
     ref = next((m for m in models if m.name == REFERENCE), None)
-    cox = CoxSettings(
-        penalizer=float(exp["cox_penalizer"]), min_events=int(exp["cox_min_events"]),
-        l1_cutoffs_hu=tuple(float(c) for c in exp["l1_cutoffs_hu"]),
-        max_followup=ModelConfig().max_followup,
-    )  # fmt: skip
+    cox = CoxSettings.from_config(config, max_followup=ModelConfig().max_followup)
     combined_fit = None
     if ref is not None:
         frame[IMAGE_COVARIATE] = image_logit(ref.survival[:, -1])

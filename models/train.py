@@ -134,6 +134,13 @@ class Augmentation:
     noise_sd: float = 0.0125
     offset: float = 0.01
 
+    def __post_init__(self) -> None:
+        for name in ("rotate_deg", "scale", "shift", "blur_sigma", "noise_sd", "offset"):
+            if not getattr(self, name) >= 0:
+                raise _bad(f"train: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise _bad(f"train: flip_p must be in [0, 1], got {self.flip_p}")
+
 
 @dataclass(frozen=True)
 class IntensityDraws:

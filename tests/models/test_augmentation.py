@@ -120,3 +120,15 @@ def test_encoder_barely_sees_bone_density(seed: int) -> None:
         )
     rel = float((low - high).norm() / high.norm())
     assert rel < 0.1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("blur_sigma", -1.0), ("noise_sd", -0.01), ("offset", -0.01),
+                         ("rotate_deg", -5.0), ("flip_p", 1.5)],
+)  # fmt: skip
+def test_bad_augmentation_settings_are_refused_by_name(field: str, value: float) -> None:
+    from engine.errors import VfriskError
+
+    with pytest.raises(VfriskError) as err:
+        Augmentation(**{field: value})
+    assert err.value.code == "bad_argument" and field in err.value.message
