@@ -10,9 +10,11 @@ check ... --cache DIR`` fills the external one), it prints
    risk, of ``-mean bone intensity`` alone and of a Cox model on three branch features
    (bone median, muscle area and median; fitted on the development cohort), with
    ``oracle_image`` for scale, and the correlation of the risk with the bone intensity,
-3. for a checkpoint with the intensity branch: per-site mean risk and c-index as scanned,
-   and with each site's HU offset (from the generator's site profiles) removed from the
-   branch's features.
+3. for a checkpoint with the intensity branch: each site's HU offset as the spinal canal
+   reading estimates it (against the checkpoint's development reference) and as the
+   generator's site profiles set it; per-site mean risk and c-index as the model scores
+   (calibrated by the canal), without the calibration (the canal reading withheld), and
+   with the true offsets removed instead.
 
     python bench/intensity_signal.py --model models/weights/fracture_net.pt \\
         --dev train --dev-cache train.duckdb.cache --ext ext600 --ext-cache ext600.cache
@@ -125,39 +127,53 @@ def main() -> None:
     )
     if not ck.model.config.intensity_features:
         return
-    window = settings.hu_window[1] - settings.hu_window[0]
+    lo, hi = settings.hu_window
+    window = hi - lo
     offsets = {name: p.hu_offset for name, p in load_profiles().items()}
     site_of = {x.series_uid: s for x, s in zip(ext_in, ext["site"], strict=True)}
-    measured = sampling.intensity_features
-
-    def corrected(x: ModelInputs, variant: str) -> np.ndarray:
-        out = measured(x, variant)
-        cols = [
-            j
-            for j, n in enumerate(sampling.feature_names(variant))
-            if n.endswith(("_mean", "_median"))
-        ]
-        out[np.ix_(np.asarray(x.level_present, bool), cols)] -= (
-            offsets[site_of[x.series_uid]] / window
+    reference_hu = ck.model.canal_reference.numpy() * window + lo
+    estimated = np.array(
+        [np.nanmedian(np.where(x.level_present, x.canal_hu - reference_hu, np.nan)) for x in ext_in]
+    )
+    for site in sorted(ext["site"].unique()):
+        m = (ext["site"] == site).to_numpy()
+        print(
+            f"{site}: HU offset from the canal {np.nanmean(estimated[m]):+.1f} "
+            f"(sd {np.nanstd(estimated[m]):.1f}, {int(np.isnan(estimated[m]).sum())} unread); "
+            f"generator {offsets[site]:+.1f}"
         )
+    measured = sampling.intensity_features
+    names = sampling.feature_names("bone_muscle")
+    means = [j for j, n in enumerate(names) if n.endswith(("_mean", "_median"))]
+
+    def withheld(x: ModelInputs, variant: str) -> np.ndarray:
+        out = measured(x, variant)
+        out[:, -1] = np.nan  # no canal reading: the network leaves the features as read
+        return out
+
+    def true_offsets(x: ModelInputs, variant: str) -> np.ndarray:
+        out = withheld(x, variant)
+        keep = np.asarray(x.level_present, bool)
+        out[np.ix_(keep, means)] -= offsets[site_of[x.series_uid]] / window
         return out
 
     def report(label: str, r: np.ndarray) -> None:
         parts = []
         for site in sorted(ext["site"].unique()):
             m = (ext["site"] == site).to_numpy()
-            parts.append(
-                f"{site} (offset {offsets[site]:+.0f} HU) mean risk {r[m].mean():.3f} "
-                f"c {c_index(ext[m], r[m])}"
-            )
+            parts.append(f"{site} mean risk {r[m].mean():.3f} c {c_index(ext[m], r[m])}")
         print(f"{label}: pooled c {c_index(ext, r)}; " + "; ".join(parts))
 
-    report("as scanned", risk)
-    sampling.intensity_features = corrected
-    try:
-        report("site HU offsets removed", np.array([p.risk[4] for p in predict(ck.model, ext_in)]))
-    finally:
-        sampling.intensity_features = measured
+    report("calibrated by the canal (as scored)", risk)
+    for label, features in (
+        ("canal reading withheld", withheld),
+        ("true site offsets removed", true_offsets),
+    ):
+        sampling.intensity_features = features
+        try:
+            report(label, np.array([p.risk[4] for p in predict(ck.model, ext_in)]))
+        finally:
+            sampling.intensity_features = measured
 
 
 if __name__ == "__main__":

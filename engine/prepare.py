@@ -196,6 +196,7 @@ def prepare_volume(
     biomarkers = measure_biomarkers(
         hu, seg, series_uid, height_cm=height_cm, contrast_tag=contrast_tag,
         aorta_hu=aorta_hu(hu, seg),
+        canal_hu=dict(zip(inputs.levels, inputs.canal_hu.tolist(), strict=True)),
     )  # fmt: skip
     seconds["biomarkers"] = time.perf_counter() - t0
     flags = tuple(dict.fromkeys((*seg.flags, *qa_flags(seg))))

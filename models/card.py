@@ -432,6 +432,7 @@ def synthetic_check(
     *,
     workers: int = 1,
     cache_dir: Path | str | None = None,
+    against: Path | str | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` on a generated cohort and compare with its ground truth.
 
@@ -439,7 +440,8 @@ def synthetic_check(
     prepared through :func:`engine.prepare.prepare_many` and scored through
     :func:`models.inference.predict`, exactly as ``vfrisk score`` would. With
     ``cache_dir`` the prepared inputs are kept there (:func:`engine.anatomy.save_inputs`)
-    and reused by the next check of the same cohort.
+    and reused by the next check of the same cohort. ``against`` is a second checkpoint
+    (say the bone-only variant) scored on the same patients and compared paired.
 
     Returns
     -------
@@ -454,7 +456,12 @@ def synthetic_check(
         the c-indices, :func:`engine.evaluation.compare_concordance`: CI and p-value);
         for a survival head ``risk_by_year`` (mean predicted
         risk and the Aalen-Johansen cumulative incidence at years 1..5) and
-        ``calibration_5y`` (slope, intercept, ICI of the 5-year risk).
+        ``calibration_5y`` (slope, intercept, ICI of the 5-year risk). With ``against``:
+        ``vs_other`` (its model id, input variant and task, its c-index, the paired
+        difference of this model's minus its, CI and p-value, and
+        ``share_of_oracle_muscle_gain``: that difference over the c-index of
+        ``oracle_image_5y`` minus that of ``oracle_bone_5y``, the study's "muscle
+        matters" measure when this model is bone+muscle and the other bone-only).
     """
     import pandas as pd
 
@@ -536,6 +543,24 @@ def synthetic_check(
         out["model_vs_frax"] = {
             "difference": _num(vs.difference), "ci_low": _num(vs.ci_low),
             "ci_high": _num(vs.ci_high), "p_value": _num(vs.p_value),
+        }  # fmt: skip
+    if against is not None and "model_5y" in scores:
+        other = load_checkpoint(against)
+        if not other.config.has_survival:
+            raise VfriskError("bad_argument", f"{against} has no survival head to compare")
+        other_preds = predict(other.model, [prepared[u] for u in uids])
+        theirs = np.array([x.risk[min(5, len(x.risk)) - 1] for x in other_preds])
+        c_other = harrell_c(target, theirs)
+        vs = compare_concordance(target, scores["model_5y"], theirs)
+        oracle_gain = c_index["oracle_image_5y"]["estimate"] - c_index["oracle_bone_5y"]["estimate"]
+        out["vs_other"] = {
+            "model_id": other.model_id, "input_variant": other.config.input_variant,
+            "task": other.config.task,
+            "c_index": _interval(c_other.estimate, c_other.ci_low, c_other.ci_high),
+            "difference": _num(vs.difference), "ci_low": _num(vs.ci_low),
+            "ci_high": _num(vs.ci_high), "p_value": _num(vs.p_value),
+            "share_of_oracle_muscle_gain": _num(vs.difference / oracle_gain)
+            if oracle_gain > 0 else None,
         }  # fmt: skip
     if "combined_cv" in c_index:
         out["c_ratio_combined_to_oracle_full"] = _num(
@@ -646,6 +671,15 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
             f"- model - FRAX-like c-index (paired): {vs['difference']:+.3f} "
             f"({vs['ci_low']:+.3f} to {vs['ci_high']:+.3f}), p = {vs['p_value']:.3f}"
         )
+    if check.get("vs_other") is not None:
+        vs = check["vs_other"]
+        share = vs["share_of_oracle_muscle_gain"]
+        lines.append(
+            f"- against {vs['model_id']} ({vs['task']}, {vs['input_variant']}; c-index "
+            f"{_fmt(vs['c_index'])}): paired difference {vs['difference']:+.3f} "
+            f"({vs['ci_low']:+.3f} to {vs['ci_high']:+.3f}), p = {vs['p_value']:.3f}"
+            + ("" if share is None else f"; {share:.2f} x oracle_image - oracle_bone")
+        )
     if check.get("c_ratio_combined_to_oracle_full") is not None:
         lines.append(
             "- image + clinical Cox (combined_cv, 5-fold cross-fitted on this cohort) / "
@@ -676,7 +710,8 @@ def record_check(checkpoint: Path | str, check: dict[str, Any]) -> tuple[Path, P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m models.card check CHECKPOINT COHORT [--workers N] [--cache DIR] [--record]``."""
+    """``python -m models.card check CHECKPOINT COHORT [--workers N] [--cache DIR] [--record]
+    [--against OTHER]``."""
     import argparse
 
     from engine.config import load_config
@@ -689,10 +724,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--workers", type=int, default=1)
     check.add_argument("--record", action="store_true", help="write the result into the card")
     check.add_argument("--cache", type=Path, help="keep / reuse the prepared inputs here")
+    check.add_argument(
+        "--against", type=Path, help="a second checkpoint, compared paired on the same patients"
+    )
     args = parser.parse_args(argv)
     result = synthetic_check(
-        args.checkpoint, args.cohort, load_config(), workers=args.workers, cache_dir=args.cache
-    )
+        args.checkpoint, args.cohort, load_config(), workers=args.workers,
+        cache_dir=args.cache, against=args.against,
+    )  # fmt: skip
     print("\n".join(_check_lines(result)))
     if args.record:
         print("card updated:", *record_check(args.checkpoint, result))

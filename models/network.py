@@ -18,6 +18,15 @@ projected by a small shared MLP, averaged over the present levels and concatenat
 each head's pooled image vector. The CNN alone, trained on a few hundred patients, does
 not learn absolute density and muscle quantity precisely from patches.
 
+Before that the features are put on the development site's HU scale: the last column is
+the spinal canal's reading (:data:`models.sampling.REFERENCE_FEATURES`), the scan's
+internal reference; the median over the patient's levels of (reading - the training
+set's median reading of that level) is the scan's calibration offset, and every mean and
+median column is moved by minus it; the canal column then leaves (calibrated, it holds
+only its reading's noise). A level without a reading does not count; a scan without any
+is left as it is. A scanner that reads 8 HU low then gives the features a development
+scan of the same patient would.
+
 Training lives apart (``models.losses``, ``models.weighting`` and the trainer). This
 module imports torch; import it lazily (the CLI must start without torch).
 """
@@ -99,10 +108,16 @@ class FractureNet(nn.Module):
         )
         self.intensity: nn.Module | None = None
         if config.intensity_features:
-            self.register_buffer("feature_shift", torch.zeros(self.n_features))
-            self.register_buffer("feature_scale", torch.ones(self.n_features))
+            # the branch reads the tissue columns; the last, the canal, only calibrates them
+            tissue = feature_names(config.input_variant)[:-1]
+            self.register_buffer("feature_shift", torch.zeros(len(tissue)))
+            self.register_buffer("feature_scale", torch.ones(len(tissue)))
+            # the development site's canal reading per level (NaN: none in training)
+            self.register_buffer("canal_reference", torch.full((config.n_levels,), float("nan")))
+            calibrated = [n.endswith(("_mean", "_median")) for n in tissue]
+            self.register_buffer("calibrated", torch.tensor(calibrated), persistent=False)
             self.intensity = nn.Sequential(
-                nn.Linear(self.n_features, INTENSITY_DIM),
+                nn.Linear(len(tissue), INTENSITY_DIM),
                 nn.GELU(),
                 nn.Linear(INTENSITY_DIM, INTENSITY_DIM),
             )
@@ -127,18 +142,49 @@ class FractureNet(nn.Module):
 
         Notes
         -----
-        Shift = mean and scale = standard deviation of each feature over the present
-        levels (scale 1 where a feature is constant); stored as buffers, so a checkpoint
-        standardises its inputs exactly as in training.
+        First the canal reference: per level, the median of the training series' canal
+        readings (the last column; NaN where none was read). Then, on the features
+        calibrated with it (:meth:`calibrate`), shift = mean and scale = standard
+        deviation of each feature over the present levels (scale 1 where a feature is
+        constant). All are buffers, so a checkpoint standardises its inputs exactly as
+        in training.
         """
         if self.intensity is None:
             raise ValueError("this network has no intensity branch (intensity_features off)")
-        rows = features[level_present].double()
+        canal = torch.where(level_present, features[..., -1].double(), float("nan"))
+        self.canal_reference.copy_(torch.nanquantile(canal, 0.5, dim=0).float())
+        rows = self.calibrate(features, level_present)[level_present].double()
         if rows.shape[0] == 0:
             raise ValueError("fit_feature_scaling needs at least one present level")
         sd = rows.std(dim=0, unbiased=False) if rows.shape[0] > 1 else torch.zeros_like(rows[0])
         self.feature_shift.copy_(rows.mean(dim=0).float())
         self.feature_scale.copy_(torch.where(sd > 1e-8, sd, torch.ones_like(sd)).float())
+
+    def calibrate(self, features: torch.Tensor, level_present: torch.Tensor) -> torch.Tensor:
+        """The features on the development site's HU scale (module doc).
+
+        Parameters
+        ----------
+        features : torch.Tensor
+            float, shape (B, n_levels, F), last column the canal reading (NaN: none).
+        level_present : torch.Tensor
+            bool, shape (B, n_levels).
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape (B, n_levels, F - 1): the tissue columns, their means and
+            medians minus each patient's calibration offset. The canal column is left
+            out: calibrated, it holds only its reading's noise (training scans read like
+            the reference), which the branch would learn from.
+        """
+        x = features.float()
+        canal = x[..., -1]
+        reference = self.canal_reference.to(x.device)
+        diff = torch.where(level_present, canal - reference, float("nan"))
+        offset = torch.nan_to_num(torch.nanquantile(diff, 0.5, dim=1), nan=0.0)
+        move = self.calibrated.to(x.device).to(x.dtype)
+        return x[..., :-1] - offset[:, None, None] * move
 
     def to_channels_last(self) -> FractureNet:
         """Keep the encoder's activations in channels_last memory (faster convs on GPU)."""
@@ -218,7 +264,7 @@ class FractureNet(nn.Module):
                 f"the intensity branch needs features of shape ({b}, {n_levels}, "
                 f"{self.n_features}), got {got}"
             )
-        x = (features.float() - self.feature_shift) / self.feature_scale
+        x = (self.calibrate(features, level_present) - self.feature_shift) / self.feature_scale
         x = torch.where(level_present[..., None], x, torch.zeros_like(x))  # no NaN leaks
         proj = self.intensity(x)
         weight = level_present.to(proj.dtype)[..., None]

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BONE_FEATURES",
     "MUSCLE_FEATURES",
+    "REFERENCE_FEATURES",
     "ModelBatch",
     "TripletSample",
     "eval_centres",
@@ -55,6 +56,12 @@ BONE_FEATURES = ("bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_h
 #: axial area over the body's slices (the muscles are kept within them, cm2), mean and
 #: median intensity. Only the ``bone_muscle`` variant gets them.
 MUSCLE_FEATURES = ("muscle_area_cm2", "muscle_mean", "muscle_median")
+#: The scan's internal HU reference, last column of every variant: the spinal canal's
+#: median HU behind the body (``ModelInputs.canal_hu``) in the patch's [0, 1] scale; NaN
+#: where it was not read or the patches have no fixed HU window. The network compares it
+#: with its development site's reading, moves every ``_mean`` / ``_median`` column by the
+#: difference and drops it (:meth:`models.network.FractureNet.calibrate`).
+REFERENCE_FEATURES = ("canal_median",)
 
 
 @dataclass(frozen=True)
@@ -196,13 +203,14 @@ def feature_names(input_variant: str) -> tuple[str, ...]:
     input_variant : str
         ``'bone'``: :data:`BONE_FEATURES` only (no muscle information, so the bone vs
         bone+muscle comparison stays honest); ``'bone_muscle'``: plus
-        :data:`MUSCLE_FEATURES`.
+        :data:`MUSCLE_FEATURES`. Both end with :data:`REFERENCE_FEATURES`.
 
     Returns
     -------
     tuple of str
     """
-    return BONE_FEATURES if input_variant == "bone" else BONE_FEATURES + MUSCLE_FEATURES
+    tissue = BONE_FEATURES if input_variant == "bone" else BONE_FEATURES + MUSCLE_FEATURES
+    return tissue + REFERENCE_FEATURES
 
 
 def _stats(values: np.ndarray) -> tuple[float, float]:
@@ -227,7 +235,8 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
     -------
     np.ndarray
         float32, shape (n_levels, F), columns as :func:`feature_names`; rows of missing
-        levels are 0 (the network masks them).
+        levels are 0 (the network masks them); ``canal_median`` is NaN where the canal
+        was not read or ``inputs.hu_window`` is None.
 
     Raises
     ------
@@ -242,7 +251,13 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
     scale = np.float32(1.0 / 255.0) if inputs.bone.dtype == np.uint8 else np.float32(1.0)
     dz_mm, dy_mm, dx_mm = inputs.spacing_zyx_mm
     pixel_cm2 = dy_mm * dx_mm / 100.0
+    if inputs.hu_window is None:
+        canal = np.full(n_levels, np.nan, dtype=np.float32)
+    else:
+        lo, hi = inputs.hu_window
+        canal = ((np.asarray(inputs.canal_hu, np.float64) - lo) / (hi - lo)).astype(np.float32)
     for level in np.flatnonzero(inputs.level_present):
+        out[level, -1] = canal[level]
         bone = inputs.bone[level].astype(np.float32) * scale
         body = bone != 0
         body_slices = int(body.any(axis=(1, 2)).sum())
@@ -267,7 +282,7 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
                 )
             muscle = both[(both != 0) & ~body]
             m_mean, m_median = _stats(muscle)
-            out[level, len(BONE_FEATURES) :] = (muscle.size * per_slice, m_mean, m_median)
+            out[level, len(BONE_FEATURES) : -1] = (muscle.size * per_slice, m_mean, m_median)
     return out
 
 

@@ -36,6 +36,24 @@ for name, title, x, y, none in sections:
     show_figure(fig, f"dq_{name}")
     show_table(frame, f"dq_{name}_table")
 
+st.subheader("HU calibration: the spinal canal's reading per scanner")
+hu_ref = dq["hu_reference"]
+if hu_ref.empty:
+    st.info("No biomarkers yet: `vfrisk score --db DB` measures them.")
+else:
+    st.caption(
+        "The spinal canal (fluid and cord) reads the same in every patient, so a scanner "
+        "whose canal reads several HU off the cohort's median reads bone and muscle off by "
+        "as much (an absolute threshold such as L1 <= 110 HU moves with it). The model "
+        "corrects its intensity features by the canal against its development site; the "
+        "stored biomarkers are as read."
+    )
+    fig = px.bar(hu_ref, x="scanner", y="offset_hu", color="site",
+                 labels={"offset_hu": "canal HU - cohort median (HU)"},
+                 title="Canal reading against the cohort, per scanner")  # fmt: skip
+    show_figure(fig, "dq_hu_reference")
+    show_table(hu_ref, "dq_hu_reference_table")
+
 st.subheader("Runs that wrote this database")
 show_table(ctx.q("recent_runs", 50), "runs")
 st.subheader("Audit: worklist exports and identifier displays")

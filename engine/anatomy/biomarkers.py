@@ -35,6 +35,9 @@ Per level (:class:`LevelBiomarkers`):
 - **Muscle**: cross-sectional area (cm2, the mask's area per slice, averaged over the
   body's slices) and mean attenuation (HU of the mask's voxels within -29..150, the
   skeletal muscle window) of psoas, paraspinal and both together.
+- **Canal** (HU): the spinal canal's reading behind the body, passed in
+  (:mod:`engine.anatomy.canal`): the scan's internal HU reference. A site whose canal
+  reads several HU off the development site's reads its bone and muscle off too.
 
 Per series (:class:`Biomarkers`): mean trabecular HU over the usable levels of T12-L4,
 L1 HU, and at L3 the skeletal muscle index (total muscle area / height^2, cm2/m2, Martin
@@ -45,6 +48,7 @@ et al. 2013) when the patient's height is known. ``contrast`` is set from the DI
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +123,9 @@ class LevelBiomarkers:
         Both sides together, mean over the level's slices.
     psoas_hu, paraspinal_hu, muscle_hu : float
         Mean HU within -29..150.
+    canal_hu : float
+        The spinal canal's median HU behind the body (:mod:`engine.anatomy.canal`): the
+        scan's internal HU reference; NaN where unread.
     flags : tuple of str
         ``cement``, ``truncated``, ``padding``, ``small_roi``.
     """
@@ -143,6 +150,7 @@ class LevelBiomarkers:
     psoas_hu: float = math.nan
     paraspinal_hu: float = math.nan
     muscle_hu: float = math.nan
+    canal_hu: float = math.nan
     flags: tuple[str, ...] = ()
 
 
@@ -475,6 +483,7 @@ def measure_biomarkers(
     height_cm: float | None = None,
     contrast_tag: bool | None = None,
     aorta_hu: float | None = None,
+    canal_hu: Mapping[str, float] | None = None,
 ) -> Biomarkers:
     """Measure every biomarker of one series (definitions in the module doc).
 
@@ -490,6 +499,8 @@ def measure_biomarkers(
         Contrast according to the DICOM header (ContrastBolusAgent present).
     aorta_hu : float, optional
         Mean aorta attenuation (HU), when measured.
+    canal_hu : mapping, optional
+        Level -> the spinal canal's HU (:func:`engine.anatomy.canal.canal_hu`), when read.
 
     Returns
     -------
@@ -579,7 +590,8 @@ def measure_biomarkers(
                 wedge_loss=losses[0], biconcave_loss=losses[1], crush_loss=losses[2],
                 genant_grade=grade, shape=shape,
                 psoas_area_cm2=ps_a, paraspinal_area_cm2=pa_a, muscle_area_cm2=mu_a,
-                psoas_hu=ps_hu, paraspinal_hu=pa_hu, muscle_hu=mu_hu, flags=tuple(flags),
+                psoas_hu=ps_hu, paraspinal_hu=pa_hu, muscle_hu=mu_hu,
+                canal_hu=float((canal_hu or {}).get(level, math.nan)), flags=tuple(flags),
             )
         )  # fmt: skip
     usable = [r.trabecular_hu for r in records if r.present and math.isfinite(r.trabecular_hu)]

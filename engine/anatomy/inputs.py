@@ -16,7 +16,9 @@ Per level of ``[preprocessing] levels`` (T12-L4), from a CT in HU and its
 4. the patch and its masks are resized to ``network_zyx`` (32 x 64 x 112; linear for the
    image, nearest for the masks, voxel centres aligned);
 5. bone-only = image where the body mask is set, 0 elsewhere; bone+muscle = image where
-   the body or the level's muscle mask is set, 0 elsewhere.
+   the body or the level's muscle mask is set, 0 elsewhere;
+6. the spinal canal's HU behind each body (:func:`engine.anatomy.canal.canal_hu`), the
+   scan's internal HU reference, goes with them (``canal_hu``).
 
 A level without a body in the segmentation is all zeros with ``level_present`` False,
 never a silent zero patch. :func:`save_inputs` / :func:`load_inputs` cache a
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from engine.anatomy._boxes import Box, label_boxes
+from engine.anatomy.canal import canal_hu
 from engine.anatomy.labels import BODY_LEVELS, MUSCLE_LABELS, Segmentation
 from engine.errors import VfriskError
 from engine.load.volume import AIR_HU
@@ -137,6 +140,13 @@ class ModelInputs:
         for missing levels.
     intensity : str
         ``fixed_window`` or ``study_minmax``.
+    hu_window : tuple of float or None
+        With ``fixed_window``: the HU mapped to 0 and 1 (so patch values read as HU);
+        None with ``study_minmax`` (each patch has its own scale).
+    canal_hu : np.ndarray
+        float32, shape (n_levels,): the spinal canal's median HU behind each body
+        (:func:`engine.anatomy.canal.canal_hu`, the scan's internal HU reference); NaN for
+        missing levels and where it could not be read. Default all NaN (not measured).
     """
 
     series_uid: str
@@ -149,9 +159,15 @@ class ModelInputs:
     spacing_zyx_mm: tuple[float, float, float]
     centres_xyz: np.ndarray
     intensity: str
+    hu_window: tuple[float, float] | None = None
+    canal_hu: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.levels)
+        if self.canal_hu is None:
+            object.__setattr__(self, "canal_hu", np.full(n, np.nan, dtype=np.float32))
+        elif np.shape(self.canal_hu) != (n,):
+            raise ValueError(f"canal_hu must have shape ({n},), got {np.shape(self.canal_hu)}")
         if self.bone.shape != self.bone_muscle.shape or self.bone.shape[0] != n:
             raise ValueError(f"bone {self.bone.shape} / bone_muscle {self.bone_muscle.shape}")
         if self.level_present.shape != (n,) or self.level_present.dtype != bool:
@@ -365,13 +381,16 @@ def build_inputs(
     bone_muscle = np.zeros(shape, dtype=dtype)
     present = np.zeros(n, dtype=bool)
     centres = np.full((n, 3), np.nan)
+    canal = np.full(n, np.nan, dtype=np.float32)
     boxes = label_boxes(segmentation.labels)
+    readings = canal_hu(hu, segmentation, boxes)
     for row, level in enumerate(settings.levels):
         patch = _level_patch(hu, segmentation, level, settings, boxes)
         if patch is None:
             continue
         present[row] = True
         centres[row] = patch.centre_xyz
+        canal[row] = readings.get(level, np.nan)
         bone[row] = _store(np.where(patch.body, patch.image, 0.0), settings.dtype)
         keep = patch.body | patch.muscle
         bone_muscle[row] = _store(np.where(keep, patch.image, 0.0), settings.dtype)
@@ -392,6 +411,8 @@ def build_inputs(
         spacing_zyx_mm=spacing,  # type: ignore[arg-type]
         centres_xyz=centres,
         intensity=settings.intensity,
+        hu_window=settings.hu_window if settings.intensity == "fixed_window" else None,
+        canal_hu=canal,
     )
 
 
@@ -412,11 +433,13 @@ def save_inputs(inputs: ModelInputs, folder: Path | str) -> Path:
         "levels": list(inputs.levels),
         "spacing_zyx_mm": list(inputs.spacing_zyx_mm),
         "intensity": inputs.intensity,
+        "hu_window": None if inputs.hu_window is None else list(inputs.hu_window),
     }
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(
         tmp, meta=np.array(json.dumps(meta)), bone=inputs.bone, bone_muscle=inputs.bone_muscle,
         level_present=inputs.level_present, centres_xyz=inputs.centres_xyz,
+        canal_hu=inputs.canal_hu,
     )  # fmt: skip
     tmp.replace(path)  # atomic: a crash never leaves half a cache file
     return path
@@ -435,17 +458,22 @@ def load_inputs(path: Path | str, settings: PreprocessingSettings | None = None)
     """
     with np.load(Path(path), allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        arrays = {k: data[k] for k in ("bone", "bone_muscle", "level_present", "centres_xyz")}
-    if settings is not None and (
-        meta["preprocessing_version"] != settings.version
-        or meta["settings_digest"] != settings.digest()
-    ):
-        raise VfriskError(
-            "preprocessing_mismatch",
-            f"{path} was made with preprocessing {meta['preprocessing_version']} "
-            f"(settings {meta['settings_digest']}), the current configuration is "
-            f"{settings.version} (settings {settings.digest()}); delete the cache or rebuild it",
-        )
+        if settings is not None and (
+            meta["preprocessing_version"] != settings.version
+            or meta["settings_digest"] != settings.digest()
+        ):
+            raise VfriskError(
+                "preprocessing_mismatch",
+                f"{path} was made with preprocessing {meta['preprocessing_version']} "
+                f"(settings {meta['settings_digest']}), the current configuration is "
+                f"{settings.version} (settings {settings.digest()}); delete the cache or "
+                "rebuild it",
+            )
+        names = ("bone", "bone_muscle", "level_present", "centres_xyz")
+        arrays = {k: data[k] for k in names}
+        # files made before pp5 hold no canal reading (read as not measured)
+        arrays["canal_hu"] = data["canal_hu"] if "canal_hu" in data.files else None
+    window = meta.get("hu_window")
     return ModelInputs(
         series_uid=meta["series_uid"],
         preprocessing_version=meta["preprocessing_version"],
@@ -453,5 +481,6 @@ def load_inputs(path: Path | str, settings: PreprocessingSettings | None = None)
         levels=tuple(meta["levels"]),
         spacing_zyx_mm=tuple(meta["spacing_zyx_mm"]),
         intensity=meta["intensity"],
+        hu_window=None if window is None else tuple(window),
         **arrays,
     )

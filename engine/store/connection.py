@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 import duckdb
 
 from engine.errors import VfriskError
-from engine.store.schema import DDL, SCHEMA_VERSION
+from engine.store.schema import DDL, MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pandas costs ~150 ms to import; only query() needs it
     import pandas as pd
@@ -186,13 +186,21 @@ class Store:
                 f"database {self.path} does not exist yet; create it with `vfrisk index` "
                 "(or `vfrisk demo`) first, or pass the right --db",
             )
+        upgrade = False
         with self._locked(exclusive=False):
             con = self._connect(True, time.monotonic() + self.lock_timeout_s)
             try:
-                self._check_version(con)
-                yield con
+                upgrade = self._upgradable(self._version(con))
+                if not upgrade:
+                    self._check_version(con)
+                    yield con
             finally:
                 con.close()
+        if upgrade:  # an older database: the first access upgrades it (``MIGRATIONS``)
+            with self.write():
+                pass
+            with self.read() as con:
+                yield con
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run one parameterized read-only query and return its rows."""
@@ -236,6 +244,7 @@ class Store:
         """Create missing tables (all DDL is ``IF NOT EXISTS``) after checking the version."""
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "meta" in tables:
+            self._migrate(con)
             self._check_version(con)
         elif tables:
             raise VfriskError(
@@ -247,15 +256,46 @@ class Store:
         if "meta" not in tables:
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
-    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
+    @staticmethod
+    def _version(con: duckdb.DuckDBPyConnection) -> int | None:
         try:
             row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except duckdb.CatalogException:
             row = None
-        found = int(row[0]) if row else None
+        return int(row[0]) if row else None
+
+    @staticmethod
+    def _upgradable(found: int | None) -> bool:
+        """An older schema version with a migration path to ``SCHEMA_VERSION``."""
+        return (
+            found is not None
+            and found < SCHEMA_VERSION
+            and all(v in MIGRATIONS for v in range(found, SCHEMA_VERSION))
+        )
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Bring an older database to ``SCHEMA_VERSION`` in one transaction, if it can be."""
+        found = self._version(con)
+        if not self._upgradable(found):
+            return  # current, or no path (_check_version refuses it)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for version in range(int(found or 0), SCHEMA_VERSION):
+                for statement in MIGRATIONS[version]:
+                    con.execute(statement)
+            con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
+        found = self._version(con)
         if found != SCHEMA_VERSION:
             raise VfriskError(
                 "db_schema_mismatch",
-                f"{self.path} has schema version {found}, this vfrisk needs {SCHEMA_VERSION}; "
-                "re-create it with `vfrisk index` into a new --db",
+                f"{self.path} has schema version {found}, this vfrisk needs {SCHEMA_VERSION} "
+                "and cannot upgrade it; re-create it with `vfrisk index` into a new --db",
             )

@@ -599,7 +599,7 @@ def patient_detail(
     levels = con.execute(
         "SELECT level, present, trabecular_hu, genant_grade, shape, height_anterior_mm, "
         "height_middle_mm, height_posterior_mm, psoas_area_cm2, paraspinal_area_cm2, "
-        "muscle_hu, flags, preprocessing_version FROM biomarkers WHERE series_uid = ? "
+        "muscle_hu, canal_hu, flags, preprocessing_version FROM biomarkers WHERE series_uid = ? "
         "QUALIFY preprocessing_version = max(preprocessing_version) OVER () "
         "ORDER BY list_position(['T12', 'L1', 'L2', 'L3', 'L4'], level)",
         [series_uid],
@@ -629,7 +629,11 @@ def data_quality(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> dict[str, p
         ``unreadable`` (``reason_code, files``), ``failures`` (``site, stage,
         reason_code, series``; empty without a ``failures`` table) and ``qa_flags``
         (``site, flag, series``: the QA flags of ``series_qa``, one count per series and
-        flag; empty without that table).
+        flag; empty without that table) and ``hu_reference`` (``site, scanner, series,
+        levels_read, offset_hu``: per site and scanner (manufacturer and model), the
+        median over its levels of the spinal canal's HU minus the cohort's median at that
+        level (``biomarkers.canal_hu``, latest preprocessing version): a scanner whose
+        canal reads off the rest reads bone and muscle off by as much).
     """
     present = table_names(con)
     site_where, params = "", []
@@ -675,6 +679,18 @@ def data_quality(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> dict[str, p
         ).df()
     else:
         out["qa_flags"] = pd.DataFrame(columns=["site", "flag", "series"])
+    out["hu_reference"] = con.execute(
+        "WITH b AS (SELECT b.series_uid, b.level, b.canal_hu, coalesce(c.site, "
+        "'(no clinical data)') AS site, trim(coalesce(s.manufacturer, '?') || ' ' || "
+        "coalesce(s.model, '')) AS scanner FROM biomarkers b JOIN series s USING "
+        "(series_uid) LEFT JOIN clinical c ON c.patient_id = s.patient_id WHERE b.present "
+        "AND b.preprocessing_version = (SELECT max(preprocessing_version) FROM biomarkers)), "
+        "ref AS (SELECT level, median(canal_hu) AS cohort_hu FROM b GROUP BY level) "
+        "SELECT site, scanner, count(DISTINCT series_uid) AS series, count(canal_hu) AS "
+        "levels_read, median(canal_hu - cohort_hu) AS offset_hu FROM b JOIN ref USING (level) "
+        f"{site_where}GROUP BY ALL ORDER BY site, scanner",
+        params,
+    ).df()
     return out
 
 

@@ -1,15 +1,25 @@
 """The database schema: every table vfrisk writes, in one place.
 
-Each issue adds its tables here. ``SCHEMA_VERSION`` is bumped whenever a table changes
-incompatibly; a database of another version is refused with ``db_schema_mismatch``.
+Each issue adds its tables here. ``SCHEMA_VERSION`` is bumped whenever a table changes.
+An additive change (a new column) comes with its statements in ``MIGRATIONS``: the first
+access to an older database (reader or writer) applies them in place, in one
+transaction under the writer's lock; a
+database of a newer version, or of an older one without a migration path, is refused
+with ``db_schema_mismatch``.
 """
 
 from __future__ import annotations
 
-__all__ = ["DDL", "SCHEMA_VERSION"]
+__all__ = ["DDL", "MIGRATIONS", "SCHEMA_VERSION"]
 
-#: Bumped whenever a table changes incompatibly; a mismatch is refused, never guessed.
-SCHEMA_VERSION = 1
+#: Bumped whenever a table changes; see ``MIGRATIONS``.
+SCHEMA_VERSION = 2
+
+#: version -> the statements that bring a database of that version to the next one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: the spinal canal's HU reading per level (engine/anatomy/canal.py)
+    1: ("ALTER TABLE biomarkers ADD COLUMN IF NOT EXISTS canal_hu DOUBLE",),
+}
 
 DDL: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -252,6 +262,8 @@ DDL: tuple[str, ...] = (
     # engine/anatomy/biomarkers.py: HU in Hounsfield units, heights in mm, areas in cm2
     # (both sides, mean over the level's slices), volumes in cm3, losses as fractions.
     # genant_grade NULL = not assessable (absent or truncated body); shape '' = none.
+    # canal_hu: the spinal canal's median HU behind the body, the scan's internal HU
+    # reference (engine/anatomy/canal.py; NULL where unread).
     # flags / series_flags: comma-separated stable strings (cement, truncated, padding,
     # small_roi / contrast, missing_<LEVEL>). The series_* columns and smi_cm2_m2,
     # height_cm, contrast repeat the per-series values on each of its rows.
@@ -279,6 +291,7 @@ DDL: tuple[str, ...] = (
         paraspinal_hu DOUBLE,
         muscle_hu DOUBLE,
         flags VARCHAR NOT NULL,
+        canal_hu DOUBLE,
         series_mean_trabecular_hu DOUBLE,
         series_l1_trabecular_hu DOUBLE,
         series_l3_muscle_area_cm2 DOUBLE,

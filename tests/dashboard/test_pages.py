@@ -127,6 +127,9 @@ def test_data_quality_counts_equal_sql(scored_db, app_env, monkeypatch) -> None:
     )
     failures = [df.value for df in at.dataframe if "stage" in df.value.columns]
     assert int(failures[0]["series"].sum()) == _sql(db, "SELECT count(*) FROM failures")[0][0]
+    canal = _table_with(at, "offset_hu")  # the HU calibration check per scanner
+    read = _sql(db, "SELECT count(canal_hu) FROM biomarkers WHERE present")[0][0]
+    assert int(canal["levels_read"].sum()) == read > 0
 
 
 def _series_zip(scored_db) -> tuple[bytes, str]:  # noqa: ANN001

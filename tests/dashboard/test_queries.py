@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.store import Store
@@ -161,6 +162,26 @@ def test_data_quality_against_sql(con, scored_db) -> None:
     assert int(dq["failures"]["series"].sum()) == _one(con, "SELECT count(*) FROM failures")
     assert int(dq["unreadable"]["files"].sum() if len(dq["unreadable"]) else 0) == _one(
         con, "SELECT count(*) FROM unreadable"
+    )
+
+
+def test_hu_reference_against_pandas(con, scored_db) -> None:
+    got = t.data_quality(con, CohortFilter(model_id=scored_db.model_id))["hu_reference"]
+    b = con.execute(
+        "SELECT b.series_uid, b.level, b.canal_hu, c.site, s.manufacturer, s.model "
+        "FROM biomarkers b JOIN series s USING (series_uid) JOIN clinical c USING (patient_id) "
+        "WHERE b.present"
+    ).df()
+    assert b["canal_hu"].notna().mean() > 0.8  # the scans' canals were read
+    b["scanner"] = (b["manufacturer"].fillna("?") + " " + b["model"].fillna("")).str.strip()
+    b["diff"] = b["canal_hu"] - b.groupby("level")["canal_hu"].transform("median")
+    expected = b.groupby(["site", "scanner"]).agg(
+        series=("series_uid", "nunique"), levels_read=("canal_hu", "count"),
+        offset_hu=("diff", "median"),
+    ).reset_index()  # fmt: skip
+    assert len(got) == len(expected) > 0
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), expected, check_dtype=False, check_exact=False
     )
 
 

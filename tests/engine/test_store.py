@@ -70,6 +70,45 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "db_schema_mismatch"
 
 
+def test_an_older_database_is_upgraded_by_the_first_writer(tmp_path: Path) -> None:
+    # a version-1 database: the biomarkers table without canal_hu, one row in it
+    from engine.store.schema import DDL, MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    for ddl in DDL:
+        con.execute(ddl.replace("        canal_hu DOUBLE,\n", ""))
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute(
+        "INSERT INTO biomarkers (series_uid, level, preprocessing_version, present, flags, "
+        "series_flags) VALUES ('s1', 'L1', 'pp4', true, '', '')"
+    )
+    columns = {r[0] for r in con.execute("DESCRIBE biomarkers").fetchall()}
+    assert "canal_hu" not in columns and "muscle_hu" in columns
+    con.close()
+    assert SCHEMA_VERSION == 2 and 1 in MIGRATIONS
+    store = Store(path)
+    # the first access, a reader's, upgrades it in place and keeps its rows
+    assert store.query("SELECT value FROM meta")["value"].item() == "2"
+    with store.write() as con:
+        con.execute("UPDATE biomarkers SET canal_hu = 21.5")
+    row = Store(path).query("SELECT series_uid, canal_hu FROM biomarkers")
+    assert row.to_dict("records") == [{"series_uid": "s1", "canal_hu": 21.5}]
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    with Store(path).write():
+        pass
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    con.close()
+    for attempt in (lambda: Store(path).query("SELECT 1"), lambda: Store(path).write().__enter__()):
+        with pytest.raises(VfriskError) as err:
+            attempt()
+        assert err.value.code == "db_schema_mismatch" and "new --db" in err.value.message
+
+
 def test_writer_gives_up_with_db_busy_when_a_reader_never_finishes(tmp_path: Path) -> None:
     path = tmp_path / "db.duckdb"
     store = Store(path)

@@ -209,3 +209,50 @@ def test_cross_fitted_combined_refuses_a_cohort_with_too_few_fractures() -> None
     with pytest.raises(VfriskError) as err:
         cross_fitted_combined(rows, risk)
     assert err.value.code == "comparator_not_fitted"
+
+
+def test_check_against_a_second_checkpoint(tmp_path: Path, tiny_config) -> None:  # noqa: ANN001
+    """``--against``: both checkpoints scored on the same patients, compared paired."""
+    import dataclasses
+
+    import torch
+
+    from engine.anatomy.inputs import PreprocessingSettings
+    from engine.config import load_config
+    from engine.errors import VfriskError
+    from engine.synth.cohort import SynthRequest, synthesize
+    from models.card import synthetic_check
+    from models.checkpoint import save_checkpoint
+    from models.network import FractureNet
+
+    config = load_config()
+    version = PreprocessingSettings.from_config(config).version
+    cohort = tmp_path / "c"
+    synthesize(SynthRequest(out=cohort, patients=24, sites="ext_a:1", seed=4141))
+    paths = {}
+    for name, variant, task in (
+        ("muscle", "bone_muscle", "multitask"), ("bone", "bone", "multitask"),
+        ("detect", "bone_muscle", "detection"),
+    ):  # fmt: skip
+        torch.manual_seed(len(name))
+        net = FractureNet(dataclasses.replace(tiny_config, input_variant=variant, task=task))
+        paths[name] = tmp_path / f"{name}.pt"
+        save_checkpoint(net.eval(), paths[name], preprocessing_version=version)
+    cache = tmp_path / "cache"
+    check = synthetic_check(paths["muscle"], cohort, config, cache_dir=cache, against=paths["bone"])
+    alone = {
+        name: synthetic_check(paths[name], cohort, config, cache_dir=cache)
+        for name in ("muscle", "bone")
+    }
+    vs = check["vs_other"]
+    assert vs["input_variant"] == "bone" and vs["task"] == "multitask"
+    assert vs["c_index"] == alone["bone"]["c_index"]["model_5y"]
+    c_muscle = alone["muscle"]["c_index"]["model_5y"]["estimate"]
+    assert vs["difference"] == pytest.approx(c_muscle - vs["c_index"]["estimate"], abs=1e-9)
+    assert 0.0 <= vs["p_value"] <= 1.0 and vs["ci_low"] <= vs["difference"] <= vs["ci_high"]
+    oracle = check["c_index"]
+    gain = oracle["oracle_image_5y"]["estimate"] - oracle["oracle_bone_5y"]["estimate"]
+    if gain > 0:
+        assert vs["share_of_oracle_muscle_gain"] == pytest.approx(vs["difference"] / gain)
+    with pytest.raises(VfriskError, match="no survival head"):
+        synthetic_check(paths["muscle"], cohort, config, cache_dir=cache, against=paths["detect"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from models.network import FractureNet
 from models.sampling import (
     BONE_FEATURES,
     MUSCLE_FEATURES,
+    REFERENCE_FEATURES,
     feature_names,
     intensity_features,
     sample_triplets,
@@ -24,6 +26,7 @@ from models.sampling import (
 )
 
 LEVELS = ("T12", "L1", "L2", "L3", "L4")
+WINDOW = (-200.0, 1000.0)  # the default fixed HU window: 1 HU = 1 / 1200 of the scale
 
 
 def _series(
@@ -47,13 +50,20 @@ def _series(
     keep4 = keep[:, None, None, None]
     bone = np.where(body & keep4, image, 0.0)
     both = np.where((body | muscle) & keep4, image, 0.0)
-    return _pack(f"1.2.9.{seed}", bone, both, keep, dtype)
+    canal = 15.0 + rng.normal(0.0, 1.0, 5) + np.array([8.0, 8.0, 0.0, 0.0, 0.0])
+    return _pack(f"1.2.9.{seed}", bone, both, keep, dtype, canal=np.where(keep, canal, np.nan))
 
 
 def _pack(
-    uid: str, bone: np.ndarray, both: np.ndarray, keep: np.ndarray, dtype: str
+    uid: str,
+    bone: np.ndarray,
+    both: np.ndarray,
+    keep: np.ndarray,
+    dtype: str,
+    canal: np.ndarray | None = None,
 ) -> ModelInputs:
-    """ModelInputs of [0, 1] patch arrays stored as ``dtype`` (uint8 or float16)."""
+    """ModelInputs of [0, 1] patch arrays stored as ``dtype`` (uint8 or float16), read
+    through the default fixed HU window, with canal readings ``canal`` (HU)."""
     if dtype == "uint8":
         bone_a, both_a = (np.rint(a * 255).astype(np.uint8) for a in (bone, both))
     else:
@@ -69,6 +79,8 @@ def _pack(
         spacing_zyx_mm=(2.25, 2.0, 2.0),
         centres_xyz=np.where(keep[:, None], 0.0, np.nan) * np.ones((5, 3)),
         intensity="fixed_window",
+        hu_window=WINDOW,
+        canal_hu=None if canal is None else np.asarray(canal, dtype=np.float32),
     )
 
 
@@ -83,7 +95,9 @@ def _hand_made(dtype: str) -> ModelInputs:
     both[0, 2, 3, 5] = 0.125
     for level in (2, 3, 4):  # plain present levels: one body voxel each
         bone[level, 0, 0, 0] = both[level, 0, 0, 0] = 0.5
-    return _pack("1.2.9.hand", bone, both, np.array([True, False, True, True, True]), dtype)
+    canal = np.array([16.0, np.nan, 40.0, np.nan, 28.0])  # L2 unread
+    keep = np.array([True, False, True, True, True])
+    return _pack("1.2.9.hand", bone, both, keep, dtype, canal=canal)
 
 
 @pytest.fixture
@@ -109,7 +123,7 @@ def _perturbed(config: ModelConfig, seed: int = 0) -> FractureNet:
 @pytest.mark.parametrize("dtype", ["float16", "uint8"])
 def test_features_against_hand_computed_values(dtype: str) -> None:
     features = intensity_features(_hand_made(dtype), "bone_muscle")
-    assert features.shape == (5, len(BONE_FEATURES) + len(MUSCLE_FEATURES))
+    assert features.shape == (5, len(BONE_FEATURES) + len(MUSCLE_FEATURES) + 1)
     assert features.dtype == np.float32
     # Level 0 by hand: body values (0.5, 0.25, 0.5, 0.25) on 2 slices of 2.25 mm, pixels
     # of 2 x 2 mm = 0.04 cm2; muscle values (0.125, 0.375, 0.125).
@@ -122,23 +136,26 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
         3 * 0.04 / 2,  # muscle area: 3 voxels over the body's 2 slices, cm2
         (0.125 + 0.375 + 0.125) / 3,  # muscle mean
         0.125,  # muscle median
+        (16.0 + 200.0) / 1200.0,  # canal: 16 HU in the -200..1000 HU window
     ]
     tol = 1.0 / 255 if dtype == "uint8" else 1e-6  # uint8 rounds intensities to 1/255
     np.testing.assert_allclose(features[0], expected, rtol=0, atol=tol)
     np.testing.assert_array_equal(features[1], 0.0)  # missing level
     # One body voxel of 0.5, no muscle: area 0.04 cm2, height 0.225 cm.
     np.testing.assert_allclose(
-        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.0, 0.0, 0.0], rtol=0, atol=tol
+        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.0, 0.0, 0.0, 0.2], rtol=0, atol=tol
     )
+    assert np.isnan(features[3, -1])  # a present level without a reading
 
 
 def test_bone_variant_gets_only_bone_features() -> None:
     series = _hand_made("float16")
-    assert feature_names("bone") == BONE_FEATURES
-    assert feature_names("bone_muscle") == BONE_FEATURES + MUSCLE_FEATURES
+    assert feature_names("bone") == BONE_FEATURES + REFERENCE_FEATURES
+    assert feature_names("bone_muscle") == BONE_FEATURES + MUSCLE_FEATURES + REFERENCE_FEATURES
     bone = intensity_features(series, "bone")
-    assert bone.shape == (5, len(BONE_FEATURES))
-    np.testing.assert_array_equal(bone, intensity_features(series, "bone_muscle")[:, :5])
+    assert bone.shape == (5, len(BONE_FEATURES) + 1)
+    columns = [*range(len(BONE_FEATURES)), -1]
+    np.testing.assert_array_equal(bone, intensity_features(series, "bone_muscle")[:, columns])
 
 
 def test_samples_and_batches_carry_features(
@@ -148,7 +165,7 @@ def test_samples_and_batches_carry_features(
     assert sample_triplets(series[0], tiny_config).features is None
     assert to_batch([sample_triplets(s, tiny_config) for s in series]).features is None
     batch = to_batch([sample_triplets(s, branch_config) for s in series])
-    assert batch.features is not None and batch.features.shape == (2, 5, 8)
+    assert batch.features is not None and batch.features.shape == (2, 5, 9)
     assert batch.features.dtype == torch.float32
     np.testing.assert_array_equal(
         batch.features[1].numpy(), intensity_features(series[1], "bone_muscle")
@@ -171,14 +188,14 @@ def test_shapes_with_and_without_branch(tiny_config: ModelConfig, variant: str) 
         assert out.risk is not None and out.risk.shape == (3, config.max_followup)
         assert bool(torch.all(out.risk[:, 1:] >= out.risk[:, :-1]))
         if branch:
-            n_features = 5 if variant == "bone" else 8
+            n_features = 6 if variant == "bone" else 9
             with pytest.raises(ValueError, match="needs features of shape"):
                 _perturbed(config)(batch.images, present)
             with pytest.raises(ValueError, match="needs features of shape"):
                 _perturbed(config)(batch.images, present, torch.zeros(3, 5, n_features + 1))
         else:
             with pytest.raises(ValueError, match="no intensity branch"):
-                _perturbed(config)(batch.images, present, torch.zeros(3, 5, 8))
+                _perturbed(config)(batch.images, present, torch.zeros(3, 5, 9))
 
 
 def test_features_change_the_output(branch_config: ModelConfig) -> None:
@@ -222,22 +239,89 @@ def test_bone_only_model_ignores_muscle_voxels(
     assert (a.p_fracture != b.p_fracture) is changes
 
 
+def _calibrated(feats: np.ndarray, present: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The network's calibration (models.network module doc) in plain numpy."""
+    canal = np.where(present, feats[..., -1], np.nan)
+    with warnings.catch_warnings():  # a patient without readings: all-NaN median
+        warnings.simplefilter("ignore", RuntimeWarning)
+        offset = np.nan_to_num(np.nanmedian(canal - reference, axis=1), nan=0.0)
+    out = feats[..., :-1].astype(np.float64)  # the canal column leaves
+    moved = [n.endswith(("_mean", "_median")) for n in feature_names("bone_muscle")[:-1]]
+    out[..., moved] -= offset[:, None, None]
+    return out
+
+
 def test_feature_scaling_against_numpy(branch_config: ModelConfig) -> None:
     series = [_series(s, present=(True, s % 2 == 0, True, True, True)) for s in range(5)]
     feats = np.stack([intensity_features(x, "bone_muscle") for x in series])
     present = np.stack([x.level_present for x in series])
     net = FractureNet(branch_config)
     net.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
-    rows = feats[present].astype(np.float64)  # reference: numpy over present levels only
+    reference = np.nanmedian(np.where(present, feats[..., -1], np.nan), axis=0)
+    np.testing.assert_allclose(net.canal_reference.numpy(), reference, rtol=1e-6)
+    rows = _calibrated(feats, present, reference)[present]  # present levels only
     sd = rows.std(axis=0)
-    np.testing.assert_allclose(net.feature_shift.numpy(), rows.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(net.feature_scale.numpy(), np.where(sd > 1e-8, sd, 1.0), rtol=1e-5)
+    np.testing.assert_allclose(net.feature_shift.numpy(), rows.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(net.feature_scale.numpy(), np.where(sd > 1e-8, sd, 1.0), rtol=1e-4)
     # The box body has the same size on every level: a constant feature keeps scale 1.
     assert net.feature_scale[BONE_FEATURES.index("body_area_cm2")] == 1.0
     with pytest.raises(ValueError, match="no intensity branch"):
         FractureNet(
             dataclasses.replace(branch_config, intensity_features=False)
         ).fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
+
+
+def _read_offset(x: ModelInputs, hu: float) -> ModelInputs:
+    """The same scan on a scanner that reads ``hu`` HU higher: tissue and canal move."""
+    scale = 255.0 if x.bone.dtype == np.uint8 else 1.0
+    move = hu / (WINDOW[1] - WINDOW[0]) * scale
+
+    def shift(a: np.ndarray) -> np.ndarray:
+        return np.where(a != 0, a.astype(np.float64) + move, 0.0).astype(a.dtype)
+
+    return dataclasses.replace(
+        x, bone=shift(x.bone), bone_muscle=shift(x.bone_muscle), canal_hu=x.canal_hu + hu
+    )
+
+
+def test_calibration_undoes_a_scanner_offset(branch_config: ModelConfig) -> None:
+    net = _perturbed(branch_config)
+    series = [_series(s, present=(True, True, s != 2, True, True)) for s in (1, 2)]
+    for hu in (-8.0, 6.0, 20.0):
+        moved = [_read_offset(x, hu) for x in series]
+        a, b = (to_batch([sample_triplets(x, branch_config) for x in xs]) for xs in (series, moved))
+        assert a.features is not None and b.features is not None
+        means = [n.endswith(("_mean", "_median")) for n in feature_names("bone_muscle")]
+        # as read, every mean and median moved by the offset ...
+        np.testing.assert_allclose(
+            (b.features - a.features)[..., means][a.level_present], hu / 1200.0, atol=2e-3
+        )
+        # ... and calibrated they are the development scan's again (float16 rounding)
+        torch.testing.assert_close(
+            net.calibrate(b.features, b.level_present)[a.level_present],
+            net.calibrate(a.features, a.level_present)[a.level_present],
+            rtol=0, atol=2e-3,
+        )  # fmt: skip
+
+
+def test_calibration_without_readings_leaves_features_alone(branch_config: ModelConfig) -> None:
+    net = _perturbed(branch_config)
+    unread = dataclasses.replace(_series(5), canal_hu=np.full(5, np.nan, np.float32))
+    study = dataclasses.replace(_series(5), hu_window=None)  # per-patch scaling: no HU scale
+    for x in (unread, study):
+        batch = to_batch([sample_triplets(x, branch_config)])
+        assert batch.features is not None and bool(torch.isnan(batch.features[..., -1]).all())
+        out = net.calibrate(batch.features, batch.level_present)
+        torch.testing.assert_close(out, batch.features[..., :-1], rtol=0, atol=0)
+    # one unread level does not count; the others still give the offset
+    x = _series(6)
+    one_unread = dataclasses.replace(x, canal_hu=np.where(np.arange(5) == 0, np.nan, x.canal_hu))
+    a, b = (to_batch([sample_triplets(s, branch_config)]) for s in (x, one_unread))
+    assert a.features is not None and b.features is not None
+    canal = a.features[0, :, -1]
+    expected = torch.quantile((canal - net.canal_reference)[1:], 0.5)
+    got = b.features[0, 1, 0] - net.calibrate(b.features, b.level_present)[0, 1, 0]
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
 def test_branch_checkpoint_reload_gives_identical_outputs(

@@ -21,6 +21,7 @@ import pydicom
 import pytest
 
 from engine.anatomy.biomarkers import body_heights, genant, measure_biomarkers
+from engine.anatomy.canal import canal_hu
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
 from engine.anatomy.masks import load_masks
 from engine.geometry import Grid
@@ -74,7 +75,8 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, li
         seg = load_masks(root, uid, vol.grid)
         p = patients.loc[pid]
         bm = measure_biomarkers(vol.hu, seg, uid, height_cm=float(p["height_cm"]),
-                                contrast_tag=bool(p["contrast"]))  # fmt: skip
+                                contrast_tag=bool(p["contrast"]),
+                                canal_hu=canal_hu(vol.hu, seg))  # fmt: skip
         records.append(bm)
         if len(volumes) < 2:
             volumes.append((vol, seg))
@@ -280,6 +282,7 @@ def test_partly_filled_end_slice_gives_a_sub_slice_height(share: float, height: 
 
 def test_biomarkers_round_trip_through_duckdb(measured, tmp_path: Path) -> None:
     _, records, _ = measured
+    assert any(math.isfinite(lv.canal_hu) for r in records[:5] for lv in r.levels)
     store = Store(tmp_path / "vfrisk.duckdb")
     with store.write() as con:
         n = insert_biomarkers(con, records[:5], preprocessing_version="pp1", run_id="r1")

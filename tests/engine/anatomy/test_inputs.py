@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -146,9 +147,27 @@ def test_cache_round_trip_and_version_mismatch_refused(
     assert np.array_equal(again.bone, inputs.bone)
     assert np.array_equal(again.level_present, inputs.level_present)
     assert again.series_uid == uid and again.preprocessing_version == settings.version
+    # the canal readings (the model's HU reference) and the window travel with the file
+    assert np.isfinite(inputs.canal_hu[inputs.level_present]).any()
+    np.testing.assert_array_equal(again.canal_hu, inputs.canal_hu)
+    assert again.hu_window == settings.hu_window == inputs.hu_window
     with pytest.raises(VfriskError) as err:
         load_inputs(path, replace(settings, intensity="study_minmax"))
     assert err.value.code == "preprocessing_mismatch"
+    # a file of an earlier format (no canal reading): refused by version, not a KeyError,
+    # and read without settings as "not measured"
+    old = tmp_path / "old.npz"
+    meta = {"series_uid": uid, "preprocessing_version": "pp4", "settings_digest": "x",
+            "levels": list(inputs.levels), "spacing_zyx_mm": list(inputs.spacing_zyx_mm),
+            "intensity": inputs.intensity}  # fmt: skip
+    np.savez_compressed(old, meta=np.array(json.dumps(meta)), bone=inputs.bone,
+                        bone_muscle=inputs.bone_muscle, level_present=inputs.level_present,
+                        centres_xyz=inputs.centres_xyz)  # fmt: skip
+    with pytest.raises(VfriskError) as err:
+        load_inputs(old, settings)
+    assert err.value.code == "preprocessing_mismatch" and "pp4" in err.value.message
+    legacy = load_inputs(old)
+    assert np.isnan(legacy.canal_hu).all() and legacy.hu_window is None
 
 
 def _resample_whole_axes(data, scale, offset, shape, order, cval):
