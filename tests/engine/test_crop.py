@@ -10,6 +10,7 @@ import pytest
 
 from engine.anatomy import PreprocessingSettings, measure_biomarkers, qa_flags, segment
 from engine.anatomy.aorta import aorta_hu
+from engine.anatomy.canal import canal_hu
 from engine.config import load_config
 from engine.geometry import Grid
 from engine.load import load_volume
@@ -40,7 +41,9 @@ def test_cropped_biomarkers_equal_uncropped() -> None:
     assert hu.size < volume.hu.size  # the low-resolution sample is already cut near the spine
     assert hu.shape == cropped.labels.shape == cropped.grid.shape_zyx
     assert int((cropped.labels > 0).sum()) == int((seg.labels > 0).sum())
-    whole = measure_biomarkers(volume.hu, seg, "s", aorta_hu=aorta_hu(volume.hu, seg))
+    whole = measure_biomarkers(
+        volume.hu, seg, "s", aorta_hu=aorta_hu(volume.hu, seg), canal_hu=canal_hu(volume.hu, seg)
+    )
     settings = PreprocessingSettings.from_config(load_config())
     prepared = prepare_volume(volume, "s", settings)
     assert dataclasses.asdict(prepared.biomarkers) == dataclasses.asdict(whole)
