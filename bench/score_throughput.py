@@ -5,11 +5,12 @@ with the same number of worker processes:
 
 1. decode floor: pydicom reads and decodes every file of every selected series
    (``pixel_array``), one series per task -> scans/s;
-2. ``vfrisk score`` (a subprocess, fresh database copy, random-weight model of the
-   default size: throughput only) on the first ``--patients`` series -> scans/s, the
-   ratio score / decode (goal >= 0.5 on 2 cores, >= 0.8 on a 16-core GPU machine), the
-   peak RSS of its largest process and, from its log, the seconds from its launch to the
-   model being loaded and to the first prepared series (the fixed cost);
+2. ``vfrisk score`` (a subprocess, fresh database copy, the shipped weights
+   ``models/weights/fracture_net.pt``: the default model with its intensity branch) on
+   the first ``--patients`` series -> scans/s, the ratio score / decode (goal >= 0.5 on
+   2 cores, >= 0.8 on a 16-core GPU machine), the peak RSS of its largest process and,
+   from its log, the seconds from its launch to the model being loaded and to the first
+   prepared series (the fixed cost);
 3. both again on ``--memory-patients`` series: peak memory should stay flat in archive
    size, and the marginal rate of each, (m - n) / (t_m - t_n), is the steady-state
    throughput with the fixed costs (interpreter and worker start, model load, CUDA
@@ -115,9 +116,6 @@ def main() -> None:
     from engine.prepare import jobs_for, prepare_job
     from engine.store import Store
     from engine.synth.cohort import SynthRequest, synthesize
-    from models.checkpoint import save_checkpoint
-    from models.config import ModelConfig
-    from models.network import FractureNet
 
     work = args.out or Path(tempfile.mkdtemp(prefix="vfrisk-score-bench-"))
     cohort = work / "cohort"
@@ -137,10 +135,7 @@ def main() -> None:
                       config_hash=config.hash())  # fmt: skip
     print(f"archive: {n_max} SYNTHETIC patients, {args.resolution} resolution, ready in "
           f"{time.perf_counter() - t0:.0f} s; workers {args.workers}")  # fmt: skip
-    model = work / "random_default.pt"
-    torch.manual_seed(0)
-    version = str(config["preprocessing"]["version"])
-    save_checkpoint(FractureNet(ModelConfig()), model, preprocessing_version=version)
+    model = Path(__file__).resolve().parents[1] / "models" / "weights" / "fracture_net.pt"
 
     store = Store(template)
     uids = list(store.query("SELECT series_uid FROM series WHERE selected ORDER BY series_uid")
