@@ -359,6 +359,7 @@ def make_batch(
     config: ModelConfig,
     rng: np.random.Generator | None,
     device: str | torch.device = "cpu",
+    features: np.ndarray | None = None,
 ) -> TrainBatch:
     """Images (random slice triplets when ``rng`` is given) and labels of ``index``.
 
@@ -372,11 +373,17 @@ def make_batch(
     rng : np.random.Generator or None
         Training triplets (:func:`models.sampling.sample_triplets`); None = centred.
     device : str or torch.device
+    features : np.ndarray, optional
+        shape (len(inputs), n_levels, F): the intensity features of every input, measured
+        once by the caller; None = measured here.
     """
     import torch
 
     chosen = [examples[i] for i in index]
-    samples = [sample_triplets(inputs[i], config, rng) for i in index]
+    samples = [
+        sample_triplets(inputs[i], config, rng, None if features is None else features[i])
+        for i in index
+    ]
     known = np.array([e.prevalent_vf is not None for e in chosen])
     prevalent = np.array([float(e.prevalent_vf or 0) for e in chosen], dtype=np.float32)
     labels = survival_labels(

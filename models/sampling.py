@@ -287,7 +287,10 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
 
 
 def sample_triplets(
-    inputs: ModelInputs, config: ModelConfig, rng: np.random.Generator | None = None
+    inputs: ModelInputs,
+    config: ModelConfig,
+    rng: np.random.Generator | None = None,
+    features: np.ndarray | None = None,
 ) -> TripletSample:
     """The images of one series for the network.
 
@@ -301,6 +304,9 @@ def sample_triplets(
     rng : np.random.Generator, optional
         None: deterministic centred triplets (evaluation). A generator: random triplets
         (training), reproducible from its seed.
+    features : np.ndarray, optional
+        ``intensity_features(inputs, config.input_variant)`` when the caller has them
+        (training measures each series once, not every epoch).
 
     Returns
     -------
@@ -323,7 +329,11 @@ def sample_triplets(
         centres=centres,
         series_uid=inputs.series_uid,
         features=(
-            intensity_features(inputs, config.input_variant) if config.intensity_features else None
+            None
+            if not config.intensity_features
+            else features
+            if features is not None
+            else intensity_features(inputs, config.input_variant)
         ),
     )
 

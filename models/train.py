@@ -611,6 +611,7 @@ def _fit(
     rng = np.random.default_rng([request.seed, fold, 2])
     aug_gen = torch.Generator().manual_seed(request.seed + 1000 * fold + 3)
     model = FractureNet(config)
+    feats = None  # measured once here, not in every epoch's batches
     if config.intensity_features:
         feats = np.stack([intensity_features(x, config.input_variant) for x in train_in])
         present = np.stack([x.level_present for x in train_in])
@@ -638,7 +639,7 @@ def _fit(
         steps = 0
         batches = stratified_batches(train_ex, request.batch_size, config.max_followup, rng)
         for index in batches:
-            tb = make_batch(train_ex, train_in, index, config, rng, device)
+            tb = make_batch(train_ex, train_in, index, config, rng, device, feats)
             images, draws = augment_images(tb.batch.images, request.augmentation, aug_gen)
             features = tb.batch.features
             if features is not None:

@@ -408,3 +408,22 @@ def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
     dropped = load_examples(examples, variant="bone_muscle")
     with pytest.raises(ValueError, match="bone array is empty"):
         intensity_features(dropped[0], "bone_muscle")
+
+
+def test_features_measured_once_give_the_same_batches(branch_config: ModelConfig) -> None:
+    """Training measures each series' features once and hands them to every batch."""
+    from models.data import Example, make_batch
+
+    series = [_series(s, present=(True, s != 1, True, True, True)) for s in range(3)]
+    examples = [
+        Example(patient_id=f"P{i}", series_uid=x.series_uid, site="dev",
+                cache_path=Path("unused"), prevalent_vf=i % 2, followup_years=3.0, event=0)
+        for i, x in enumerate(series)
+    ]  # fmt: skip
+    feats = np.stack([intensity_features(x, "bone_muscle") for x in series])
+    index = np.array([2, 0])
+    a = make_batch(examples, series, index, branch_config, np.random.default_rng(4))
+    b = make_batch(examples, series, index, branch_config, np.random.default_rng(4), "cpu", feats)
+    assert a.batch.features is not None and b.batch.features is not None
+    torch.testing.assert_close(a.batch.features, b.batch.features, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(a.batch.images, b.batch.images, rtol=0, atol=0)
