@@ -138,15 +138,6 @@ class ModelConfig:
         return self.task in ("survival", "multitask")
 
     @property
-    def arrays_kept(self) -> str | None:
-        """The one input array the network reads (``models.data.load_examples`` keeps it
-        alone in memory), or None when it reads both: the intensity branch of the
-        ``bone_muscle`` variant finds the muscle as ``bone_muscle`` minus ``bone``."""
-        if self.intensity_features and self.input_variant == "bone_muscle":
-            return None
-        return self.input_variant
-
-    @property
     def feature_dim(self) -> int:
         """Channels of the encoder output: ``width * 2 ** (stages - 1)``."""
         return self.width * 2 ** (len(self.depth) - 1)

@@ -8,7 +8,8 @@
   series' ``content_hash``: other preprocessing or a changed series (a slice added or
   replaced, ``vfrisk index``) misses the cache and is prepared again. A series that fails
   is reported (series, stage, reason) and skipped.
-- :func:`load_examples`: the cached inputs in memory.
+- :func:`load_examples`: the cached inputs in memory, as a given model reads them (its
+  intensity features measured once, only its array kept).
 - :func:`stratified_batches` and :func:`make_batch`: the batches of an epoch. Kong et al.
   sample positive/negative pairs; here every batch is a stratified slice of the training
   set (strata: prevalent fracture yes/no x incident fracture within the horizon yes/no),
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from engine.anatomy.inputs import (
 from engine.prepare import PreparedSeries, PrepareFailure, jobs_for, prepare_many
 from models.config import ModelConfig
 from models.losses import survival_labels
-from models.sampling import ModelBatch, sample_triplets, to_batch
+from models.sampling import ModelBatch, intensity_features, sample_triplets, to_batch
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CacheResult",
     "Example",
+    "LoadedInputs",
     "TrainBatch",
     "build_cache",
     "cache_file",
@@ -251,12 +253,29 @@ def build_cache(
     )
 
 
+class LoadedInputs(NamedTuple):
+    """The cached inputs of a list of examples, as a model reads them.
+
+    Attributes
+    ----------
+    inputs : list of ModelInputs
+        In the examples' order.
+    features : np.ndarray or None
+        float32, shape (n, n_levels, F): :func:`models.sampling.intensity_features` of
+        each input, measured at load (before an array was dropped), for a model with the
+        intensity branch; else None.
+    """
+
+    inputs: list[ModelInputs]
+    features: np.ndarray | None
+
+
 def load_examples(
     examples: Sequence[Example],
     settings: PreprocessingSettings | None = None,
     *,
-    variant: str | None = None,
-) -> list[ModelInputs]:
+    config: ModelConfig | None = None,
+) -> LoadedInputs:
     """The cached inputs of ``examples``, in order.
 
     Parameters
@@ -264,27 +283,29 @@ def load_examples(
     examples : sequence of Example
     settings : PreprocessingSettings, optional
         A file made with other settings is refused (``preprocessing_mismatch``).
-    variant : {'bone', 'bone_muscle'}, optional
-        Keep only this array in memory (half the memory of a training set): the other
-        one becomes a read-only all-zero view that costs no memory. None keeps both.
-
-    Returns
-    -------
-    list of ModelInputs
+    config : ModelConfig, optional
+        The model that will read them: its intensity features are measured on each
+        input as it is read (they need both arrays), then only the array its network
+        reads (``input_variant``) stays in memory, the other becoming a read-only
+        all-zero view that costs nothing (half the memory of a training set). None keeps
+        both arrays and measures nothing.
     """
-    if variant not in (None, "bone", "bone_muscle"):
-        raise ValueError(f"variant must be 'bone' or 'bone_muscle', got {variant!r}")
-    out = []
+    out, features = [], []
     for ex in examples:
         inputs = load_inputs(ex.cache_path, settings)
-        if variant is not None:
+        if config is not None:
+            if config.intensity_features:
+                features.append(intensity_features(inputs, config.input_variant))
+            variant = config.input_variant
             drop = "bone_muscle" if variant == "bone" else "bone"
             kept = getattr(inputs, variant)
             empty = np.broadcast_to(np.zeros((), dtype=kept.dtype), kept.shape)
-            fields = {**inputs.__dict__, drop: empty}
-            inputs = ModelInputs(**fields)
+            inputs = ModelInputs(**{**inputs.__dict__, drop: empty})
         out.append(inputs)
-    return out
+    measured = config is not None and config.intensity_features
+    if not measured:
+        return LoadedInputs(out, None)
+    return LoadedInputs(out, np.stack(features) if features else np.zeros((0, 0, 0), np.float32))
 
 
 def fracture_strata(examples: Sequence[Example], max_followup: int) -> np.ndarray:

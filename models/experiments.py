@@ -324,8 +324,9 @@ def _predictions(
     chunk = 64  # inputs of 64 patients in memory at a time (~150 MB)
     for start in range(0, len(examples), chunk):
         part = examples[start : start + chunk]
-        inputs = load_examples(part, variant.settings, variant=ckpt.config.arrays_kept)
-        for e, p in zip(part, predict(ckpt.model, inputs, device=device), strict=True):
+        loaded = load_examples(part, variant.settings, config=ckpt.config)
+        preds = predict(ckpt.model, loaded.inputs, device=device, features=loaded.features)
+        for e, p in zip(part, preds, strict=True):
             risk = p.risk or (np.nan,) * ckpt.config.max_followup
             rows.append(
                 {"series_uid": p.series_uid, "content_hash": e.content_hash,

@@ -44,10 +44,13 @@ class Prediction:
 
 
 def _arrays(
-    inputs: Sequence[ModelInputs], model: FractureNet
+    inputs: Sequence[ModelInputs], model: FractureNet, features: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Images, level_present and (with the intensity branch) features of a chunk."""
-    samples = [sample_triplets(x, model.config) for x in inputs]
+    samples = [
+        sample_triplets(x, model.config, None, None if features is None else features[i])
+        for i, x in enumerate(inputs)
+    ]
     for s in samples:
         if not s.level_present.any():
             raise ValueError(f"series {s.series_uid} has no present level: it cannot be scored")
@@ -67,6 +70,7 @@ def predict(
     *,
     device: str | torch.device | None = None,
     batch_size: int = 32,
+    features: np.ndarray | None = None,
 ) -> list[Prediction]:
     """Score series with ``model`` (put in eval mode), ``batch_size`` at a time.
 
@@ -78,6 +82,10 @@ def predict(
     device : str or torch.device, optional
         Default: the device of the model's parameters.
     batch_size : int
+    features : np.ndarray, optional
+        shape (len(inputs), n_levels, F): the inputs' intensity features measured when
+        they were loaded (``models.data.load_examples`` with the model's config, which
+        may have dropped the array they are measured from); None = measured here.
 
     Returns
     -------
@@ -90,7 +98,8 @@ def predict(
     out: list[Prediction] = []
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start : start + batch_size]
-        arrays = _arrays(chunk, model)
+        part = None if features is None else features[start : start + batch_size]
+        arrays = _arrays(chunk, model, part)
         images, present, features = (None if a is None else torch.from_numpy(a) for a in arrays)
         if cuda:
             images, present, features = (

@@ -278,7 +278,7 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
                 raise ValueError(
                     f"series {inputs.series_uid}, level {level}: the bone array is empty but "
                     "bone_muscle is not (an array dropped to save memory?); the muscle "
-                    "features need both (load_examples(variant=config.arrays_kept))"
+                    "features need both (load_examples(config=...) measures them first)"
                 )
             muscle = both[(both != 0) & ~body]
             m_mean, m_median = _stats(muscle)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.anatomy.inputs import ModelInputs, PreprocessingSettings
+from engine.anatomy.inputs import PreprocessingSettings
 from engine.errors import VfriskError
 from engine.evaluation import SurvivalTarget, auroc, harrell_c
 from engine.prepare import PrepareFailure
@@ -51,6 +51,7 @@ from models.checkpoint import save_checkpoint
 from models.config import ModelConfig
 from models.data import (
     Example,
+    LoadedInputs,
     build_cache,
     fracture_strata,
     load_examples,
@@ -60,7 +61,7 @@ from models.data import (
 from models.inference import Prediction, predict
 from models.losses import SURVIVAL_LOSSES, detection_loss, survival_loss
 from models.network import FractureNet
-from models.sampling import feature_names, intensity_features
+from models.sampling import feature_names
 from models.weighting import make_weighting, multitask_backward
 
 __all__ = [
@@ -598,9 +599,9 @@ class _Fit:
 def _fit(
     request: TrainRequest,
     train_ex: Sequence[Example],
-    train_in: Sequence[ModelInputs],
+    train_in: LoadedInputs,
     val_ex: Sequence[Example],
-    val_in: Sequence[ModelInputs],
+    val_in: LoadedInputs,
     device: torch.device,
     fold: int,
     log: Callable[[str], None],
@@ -611,10 +612,9 @@ def _fit(
     rng = np.random.default_rng([request.seed, fold, 2])
     aug_gen = torch.Generator().manual_seed(request.seed + 1000 * fold + 3)
     model = FractureNet(config)
-    feats = None  # measured once here, not in every epoch's batches
-    if config.intensity_features:
-        feats = np.stack([intensity_features(x, config.input_variant) for x in train_in])
-        present = np.stack([x.level_present for x in train_in])
+    feats = train_in.features  # measured once at load, not in every epoch's batches
+    if feats is not None:
+        present = np.stack([x.level_present for x in train_in.inputs])
         model.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
     model = model.to(device)
     if cuda:
@@ -639,7 +639,7 @@ def _fit(
         steps = 0
         batches = stratified_batches(train_ex, request.batch_size, config.max_followup, rng)
         for index in batches:
-            tb = make_batch(train_ex, train_in, index, config, rng, device, feats)
+            tb = make_batch(train_ex, train_in.inputs, index, config, rng, device, feats)
             images, draws = augment_images(tb.batch.images, request.augmentation, aug_gen)
             features = tb.batch.features
             if features is not None:
@@ -665,7 +665,7 @@ def _fit(
             for i, loss in enumerate(losses):
                 losses_sum[i] += float(loss.detach())
             steps += 1
-        preds = predict(model, val_in, device=device)
+        preds = predict(model, val_in.inputs, device=device, features=val_in.features)
         metric = _selection_metric(config, val_ex, preds, request.select)
         mean = losses_sum / max(steps, 1)
         seconds = time.perf_counter() - t0
@@ -781,7 +781,12 @@ def train(
     )  # fmt: skip
     for _, val in splits:
         _check_events([dev[i] for i in val], request.model, 1, "a validation split")
-    inputs = load_examples(dev, settings, variant=request.model.arrays_kept)
+    loaded = load_examples(dev, settings, config=request.model)
+
+    def part(index: Sequence[int]) -> LoadedInputs:
+        f = loaded.features
+        return LoadedInputs([loaded.inputs[i] for i in index], None if f is None else f[index])
+
     deterministic = torch.are_deterministic_algorithms_enabled()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -795,8 +800,8 @@ def train(
         oof: dict[int, Prediction] = {}
         for fold, (tr, va) in enumerate(splits):
             fit = _fit(
-                request, [dev[i] for i in tr], [inputs[i] for i in tr],
-                [dev[i] for i in va], [inputs[i] for i in va], device, fold, log,
+                request, [dev[i] for i in tr], part(tr), [dev[i] for i in va], part(va),
+                device, fold, log,
             )  # fmt: skip
             fits.append(fit)
             oof.update(zip(va.tolist(), fit.val_predictions, strict=True))
@@ -826,8 +831,8 @@ def train(
         if site in request.sites:
             continue
         log(f"Evaluating external site {site} ({len(members)} patients) ...")
-        site_inputs = load_examples(members, settings, variant=request.model.arrays_kept)
-        preds = predict(model, site_inputs, device=device)
+        site = load_examples(members, settings, config=request.model)
+        preds = predict(model, site.inputs, device=device, features=site.features)
         external[site] = metrics_for(members, preds, calibrate=True, **metric_opts)
     metadata = {
         "epoch": fit.best_epoch, "fold": best_fold + 1 if request.folds else None,

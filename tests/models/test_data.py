@@ -170,9 +170,13 @@ def test_load_examples_keeps_one_variant_and_make_batch_labels(
     for i, ex in enumerate(_examples(6, seed=3)):
         path = save_inputs(make_inputs(i, shape=(12, 32, 48)), tmp_path)
         examples.append(dataclasses.replace(ex, series_uid=f"1.2.3.{i}", cache_path=path))
-    both = load_examples(examples)
-    bone_only = load_examples(examples, variant="bone")
-    for a, b in zip(both, bone_only, strict=True):
+    loaded = load_examples(examples)
+    assert loaded.features is None
+    both = loaded.inputs
+    bone_config = dataclasses.replace(tiny_config, input_variant="bone")
+    bone_only = load_examples(examples, config=bone_config)
+    assert bone_only.features is None  # no intensity branch: nothing measured
+    for a, b in zip(both, bone_only.inputs, strict=True):
         assert np.array_equal(a.bone, b.bone)
         assert b.bone_muscle.strides == (0,) * 4 and not b.bone_muscle.any()
     examples[2] = dataclasses.replace(examples[2], prevalent_vf=None)

@@ -369,19 +369,14 @@ def test_train_request_takes_the_branch_from_train_config(tmp_path: Path) -> Non
         assert request.model.intensity_features is value
 
 
-def test_arrays_kept_keeps_the_bone_array_for_the_muscle_features() -> None:
+def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
     """Training keeps one array in memory; the bone_muscle branch needs the bone mask too.
 
-    Before the fix the training set dropped ``bone`` for the bone_muscle variant: the
+    An earlier version dropped ``bone`` for the bone_muscle variant before measuring: the
     branch trained on bone features of 0 and muscle areas of the whole tissue, then saw
-    real values when scoring (5-year risks of 0.85 on fresh development patients).
+    real values when scoring (5-year risks of 0.85 on fresh development patients). Now
+    ``load_examples`` measures the features before it drops an array.
     """
-    assert ModelConfig(input_variant="bone_muscle").arrays_kept == "bone_muscle"
-    assert ModelConfig(input_variant="bone", intensity_features=True).arrays_kept == "bone"
-    assert ModelConfig(input_variant="bone_muscle", intensity_features=True).arrays_kept is None
-
-
-def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
     from engine.anatomy.inputs import save_inputs
     from models.data import Example, load_examples
 
@@ -399,15 +394,21 @@ def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
         )  # fmt: skip
         for i, x in enumerate(series)
     ]
-    loaded = load_examples(examples, variant=config.arrays_kept)
-    for original, in_memory in zip(series, loaded, strict=True):
-        assert np.array_equal(
-            intensity_features(original, "bone_muscle"),
-            intensity_features(in_memory, "bone_muscle"),
-        )
-    dropped = load_examples(examples, variant="bone_muscle")
+    loaded = load_examples(examples, config=config)
+    assert loaded.features is not None and loaded.features.shape == (2, 5, 9)
+    for original, in_memory, measured in zip(series, loaded.inputs, loaded.features, strict=True):
+        np.testing.assert_array_equal(intensity_features(original, "bone_muscle"), measured)
+        np.testing.assert_array_equal(in_memory.bone_muscle, original.bone_muscle)
+        assert in_memory.bone.strides == (0,) * 4  # the bone array no longer in memory
+    # scoring with the measured features equals scoring the full inputs
+    net = _perturbed(config)
+    a = predict(net, series)
+    b = predict(net, loaded.inputs, features=loaded.features)
+    assert [p.risk for p in a] == [p.risk for p in b]
+    assert [p.p_fracture for p in a] == [p.p_fracture for p in b]
+    # the dropped array cannot be measured from
     with pytest.raises(ValueError, match="bone array is empty"):
-        intensity_features(dropped[0], "bone_muscle")
+        intensity_features(loaded.inputs[0], "bone_muscle")
 
 
 def test_features_measured_once_give_the_same_batches(branch_config: ModelConfig) -> None:
