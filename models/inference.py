@@ -100,14 +100,14 @@ def predict(
         chunk = inputs[start : start + batch_size]
         part = None if features is None else features[start : start + batch_size]
         arrays = _arrays(chunk, model, part)
-        images, present, features = (None if a is None else torch.from_numpy(a) for a in arrays)
+        images, present, feats = (None if a is None else torch.from_numpy(a) for a in arrays)
         if cuda:
-            images, present, features = (
+            images, present, feats = (
                 None if t is None else t.pin_memory().to(dev, non_blocking=True)
-                for t in (images, present, features)
+                for t in (images, present, feats)
             )
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            result = model(images.float(), present, features)  # type: ignore[union-attr]
+            result = model(images.float(), present, feats)  # type: ignore[union-attr]
         p = None if result.fracture_logit is None else torch.sigmoid(result.fracture_logit.float())
         risk = None if result.risk is None else result.risk.float()
         p_np = None if p is None else p.cpu().numpy()

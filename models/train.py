@@ -831,8 +831,8 @@ def train(
         if site in request.sites:
             continue
         log(f"Evaluating external site {site} ({len(members)} patients) ...")
-        site = load_examples(members, settings, config=request.model)
-        preds = predict(model, site.inputs, device=device, features=site.features)
+        loaded_site = load_examples(members, settings, config=request.model)
+        preds = predict(model, loaded_site.inputs, device=device, features=loaded_site.features)
         external[site] = metrics_for(members, preds, calibrate=True, **metric_opts)
     metadata = {
         "epoch": fit.best_epoch, "fold": best_fold + 1 if request.folds else None,

@@ -402,10 +402,11 @@ def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
         assert in_memory.bone.strides == (0,) * 4  # the bone array no longer in memory
     # scoring with the measured features equals scoring the full inputs
     net = _perturbed(config)
-    a = predict(net, series)
-    b = predict(net, loaded.inputs, features=loaded.features)
-    assert [p.risk for p in a] == [p.risk for p in b]
-    assert [p.p_fracture for p in a] == [p.p_fracture for p in b]
+    for batch_size in (32, 1):  # one chunk, and one chunk per series
+        a = predict(net, series, batch_size=batch_size)
+        b = predict(net, loaded.inputs, features=loaded.features, batch_size=batch_size)
+        assert [p.risk for p in a] == [p.risk for p in b]
+        assert [p.p_fracture for p in a] == [p.p_fracture for p in b]
     # the dropped array cannot be measured from
     with pytest.raises(ValueError, match="bone array is empty"):
         intensity_features(loaded.inputs[0], "bone_muscle")
