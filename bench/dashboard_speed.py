@@ -14,7 +14,8 @@ largest size is printed.
 BENCH FIXTURE, NOT RESULTS: the clinical table comes from ``vfrisk synth --tables-only``;
 series, links, predictions and biomarkers are written straight from its truth table
 (``risk_<t>y`` = the generator's ``oracle_image`` risk, ``p_fracture`` from the true
-prevalent grade, biomarkers from the true HU and muscle), so the figures look plausible.
+prevalent grade, biomarkers from the true HU and muscle, the canal at its phantom value
+plus the site's HU offset), so the figures look plausible.
 The numbers on these pages mean nothing about any model; only the timings matter here.
 """
 
@@ -85,11 +86,14 @@ def build_db(n: int, work: Path) -> Path:
             con.execute(
                 "INSERT INTO biomarkers (series_uid, level, preprocessing_version, present, "
                 "trabecular_hu, genant_grade, psoas_area_cm2, paraspinal_area_cm2, "
-                "muscle_area_cm2, muscle_hu, flags, series_l1_trabecular_hu, "
+                "muscle_area_cm2, muscle_hu, canal_hu, flags, series_l1_trabecular_hu, "
                 "series_l3_muscle_area_cm2, series_l3_muscle_hu, series_flags) "
                 f"SELECT 'S.' || patient_id, '{level}', 'bench', true, hu_{level}, "
                 f"grade_{level}, psoas_area_cm2, paraspinal_area_cm2, "
-                "psoas_area_cm2 + paraspinal_area_cm2, (psoas_hu + paraspinal_hu) / 2, '', "
+                "psoas_area_cm2 + paraspinal_area_cm2, (psoas_hu + paraspinal_hu) / 2, "
+                # the canal's reading: cord at T12-L1, fluid below, the site's HU offset
+                f"{24.0 if level in ('T12', 'L1') else 16.0} + CASE site WHEN 'ext_a' THEN 6.0 "
+                "WHEN 'ext_b' THEN -8.0 ELSE 0.0 END, '', "
                 "hu_L1, psoas_area_cm2 + paraspinal_area_cm2, (psoas_hu + paraspinal_hu) / 2, "
                 "CASE WHEN contrast THEN 'contrast' ELSE '' END FROM t"
             )

@@ -142,20 +142,15 @@ def main() -> None:
             f"(sd {np.nanstd(estimated[m]):.1f}, {int(np.isnan(estimated[m]).sum())} unread); "
             f"generator {offsets[site]:+.1f}"
         )
-    measured = sampling.intensity_features
     names = sampling.feature_names("bone_muscle")
     means = [j for j, n in enumerate(names) if n.endswith(("_mean", "_median"))]
-
-    def withheld(x: ModelInputs, variant: str) -> np.ndarray:
-        out = measured(x, variant)
-        out[:, -1] = np.nan  # no canal reading: the network leaves the features as read
-        return out
-
-    def true_offsets(x: ModelInputs, variant: str) -> np.ndarray:
-        out = withheld(x, variant)
-        keep = np.asarray(x.level_present, bool)
-        out[np.ix_(keep, means)] -= offsets[site_of[x.series_uid]] / window
-        return out
+    as_read = np.stack([sampling.intensity_features(x, "bone_muscle") for x in ext_in])
+    withheld = as_read.copy()
+    withheld[..., -1] = np.nan  # no canal reading: the network leaves the features as read
+    true_offsets = withheld.copy()
+    shift = np.array([offsets[site_of[x.series_uid]] / window for x in ext_in])
+    present = np.stack([np.asarray(x.level_present, bool) for x in ext_in])
+    true_offsets[..., means] -= np.where(present, shift[:, None], 0.0)[..., None]
 
     def report(label: str, r: np.ndarray) -> None:
         parts = []
@@ -169,11 +164,8 @@ def main() -> None:
         ("canal reading withheld", withheld),
         ("true site offsets removed", true_offsets),
     ):
-        sampling.intensity_features = features
-        try:
-            report(label, np.array([p.risk[4] for p in predict(ck.model, ext_in)]))
-        finally:
-            sampling.intensity_features = measured
+        preds = predict(ck.model, ext_in, features=features.astype(np.float32))
+        report(label, np.array([p.risk[4] for p in preds]))
 
 
 if __name__ == "__main__":

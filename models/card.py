@@ -474,6 +474,11 @@ def synthetic_check(
 
     cohort_dir = Path(cohort_dir)
     ck = load_checkpoint(checkpoint)
+    other = None if against is None else load_checkpoint(against)  # before the slow part
+    if other is not None and not (ck.config.has_survival and other.config.has_survival):
+        raise VfriskError(
+            "bad_argument", f"{checkpoint} and {against} need survival heads to be compared"
+        )
     settings = PreprocessingSettings.from_config(config)
     series = main_series(cohort_dir)
     jobs = [
@@ -544,10 +549,7 @@ def synthetic_check(
             "difference": _num(vs.difference), "ci_low": _num(vs.ci_low),
             "ci_high": _num(vs.ci_high), "p_value": _num(vs.p_value),
         }  # fmt: skip
-    if against is not None and "model_5y" in scores:
-        other = load_checkpoint(against)
-        if not other.config.has_survival:
-            raise VfriskError("bad_argument", f"{against} has no survival head to compare")
+    if other is not None and "model_5y" in scores:
         other_preds = predict(other.model, [prepared[u] for u in uids])
         theirs = np.array([x.risk[min(5, len(x.risk)) - 1] for x in other_preds])
         c_other = harrell_c(target, theirs)

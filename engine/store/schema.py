@@ -2,10 +2,9 @@
 
 Each issue adds its tables here. ``SCHEMA_VERSION`` is bumped whenever a table changes.
 An additive change (a new column) comes with its statements in ``MIGRATIONS``: the first
-access to an older database (reader or writer) applies them in place, in one
-transaction under the writer's lock; a
-database of a newer version, or of an older one without a migration path, is refused
-with ``db_schema_mismatch``.
+access to an older database (reader or writer) applies them in place, in one transaction
+under the writer's lock; a database of a newer version, or of an older one without a
+migration path, is refused with ``db_schema_mismatch``.
 """
 
 from __future__ import annotations

@@ -254,5 +254,10 @@ def test_check_against_a_second_checkpoint(tmp_path: Path, tiny_config) -> None:
     gain = oracle["oracle_image_5y"]["estimate"] - oracle["oracle_bone_5y"]["estimate"]
     if gain > 0:
         assert vs["share_of_oracle_muscle_gain"] == pytest.approx(vs["difference"] / gain)
-    with pytest.raises(VfriskError, match="no survival head"):
+    with pytest.raises(VfriskError, match="need survival heads"):
         synthetic_check(paths["muscle"], cohort, config, cache_dir=cache, against=paths["detect"])
+    # a missing second checkpoint is named before the cohort is even read
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        synthetic_check(
+            paths["muscle"], tmp_path / "nowhere", config, against=tmp_path / "missing.pt"
+        )
