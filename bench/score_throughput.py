@@ -59,14 +59,25 @@ def decode_floor(series: list[list[str]], workers: int) -> float:
     return time.perf_counter() - t0
 
 
-def _since_launch(log: Path, launched: float) -> dict[str, float]:
-    """Seconds from the command's launch (``time.time()``) to each event in its JSON log."""
-    out = {}
+def _events(log: Path) -> dict[str, dict]:
+    """The first record of each event in a command's JSON log."""
+    out: dict[str, dict] = {}
     for line in log.read_text().splitlines():
         record = json.loads(line)
-        if record["event"] not in out:
-            out[record["event"]] = dt.datetime.fromisoformat(record["ts"]).timestamp() - launched
+        out.setdefault(record["event"], record)
     return out
+
+
+def _pipeline(record: dict) -> str:
+    """The ``score.pipeline`` record in words: is it the workers, the model or the writer?"""
+    stages = record["worker_seconds_per_series"]
+    where = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+    return (
+        f"workers {sum(stages.values()):.2f} s per series ({where}), busy "
+        f"{record['worker_busy']:.0%} of {record['workers']} x {record['seconds']:.1f} s; "
+        f"main process: model {record['model_seconds']:.1f} s, waiting for the writer "
+        f"{record['writer_wait_seconds']:.1f} s; writer commits {record['commit_seconds']:.1f} s"
+    )
 
 
 def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> tuple[float, float]:
@@ -74,7 +85,8 @@ def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> t
 
     Also prints the fixed cost: seconds from the launch to the model loaded and the
     manifest read (``score.start``) and to the first prepared series in the main process
-    (``score.first_prepared``).
+    (``score.first_prepared``); and where the scoring stage's time went
+    (``score.pipeline``).
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     log = db.with_suffix(".log")
@@ -88,14 +100,19 @@ def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> t
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print("   ", out.stdout.strip().splitlines()[0])
-    events = _since_launch(log, launched)
+    events = _events(log)
     marks = ", ".join(
-        f"{name} {events[key]:.1f} s"
+        f"{name} {dt.datetime.fromisoformat(events[key]['ts']).timestamp() - launched:.1f} s"
         for name, key in (("model loaded", "score.start"), ("first series", "score.first_prepared"))
         if key in events
     )
     print(f"    from launch: {marks}")
-    return seconds, max(peak, before) / 1024
+    peak_mb = max(peak, before) / 1024  # the main process (and spawned workers)
+    if "score.pipeline" in events:
+        print(f"    {_pipeline(events['score.pipeline'])}")
+        # workers forked by the fork server are not our children: they report their own
+        peak_mb = max(peak_mb, events["score.pipeline"].get("worker_peak_rss_mb", 0.0))
+    return seconds, peak_mb
 
 
 def main() -> None:

@@ -83,6 +83,10 @@ class PreparedSeries:
         The QA picture, when a folder was given.
     seconds : dict
         Wall time of each step (``anatomy``, ``inputs``, ``biomarkers``, ``qa``).
+    peak_rss_mb : float
+        Peak resident memory of the process that prepared it, when it was done (MB;
+        :func:`prepare_job` sets it, 0 elsewhere): a worker's, which the parent's
+        ``RUSAGE_CHILDREN`` does not see once workers are forked by a fork server.
     """
 
     series_uid: str
@@ -92,6 +96,7 @@ class PreparedSeries:
     segmentation_source: str
     qa_png: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
 
 
 def qa_png_path(folder: Path | str, series_uid: str) -> Path:
@@ -340,7 +345,7 @@ def prepare_job(
             qa_dir=qa_dir, anatomy_device=anatomy_device,
         )  # fmt: skip
         prepared.seconds["load"] = load_s
-        return prepared
+        return dataclasses.replace(prepared, peak_rss_mb=_peak_rss_mb())
     except VfriskError as exc:
         return PrepareFailure(job.series_uid, stage, exc.code, exc.message)
     except Exception as exc:  # a bug must not stop the batch; the traceback is kept
@@ -356,12 +361,64 @@ _WORKER: dict[str, Any] = {}
 MAX_WORKER_DEATHS = 2
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory, MB (0 where the platform cannot say)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
+
+
 def _exit_with_parent(parent: int) -> None:
     """Leave when the parent process is gone (killed, even by SIGKILL): an orphan worker
-    would otherwise wait for work forever, holding the parent's pipes and memory."""
-    while os.getppid() == parent:
+    would otherwise wait for work forever, holding the parent's pipes and memory.
+
+    A worker forked by the fork server (:func:`_context`) has that server as its own
+    parent, and the server lives as long as any worker (each holds its "alive" pipe): such
+    a worker watches ``parent`` itself, which counts as gone once it is a zombie (killed,
+    not yet reaped by whoever started it).
+    """
+    start = os.getppid()
+    while os.getppid() == start and (start == parent or _running(parent)):
         time.sleep(0.5)
     os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # Linux: the state follows the name
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:  # no /proc: trust kill
+        return True
+
+
+#: What a worker imports before its first series; the fork server imports it once and
+#: each worker starts with it (:func:`_context`).
+_PRELOAD = (
+    "engine.prepare", "engine.anatomy.muscle_net", "PIL.Image", "PIL.ImageDraw",
+    "PIL.PngImagePlugin",
+)  # fmt: skip
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """How workers start: forked by a fork server that imported :data:`_PRELOAD` (POSIX),
+    else spawned.
+
+    A spawned worker starts a fresh interpreter and imports numpy, scipy, pydicom and
+    torch itself: 16 of them at once took seconds on a 16-core machine (issue 7). The fork
+    server imports them once, with no thread and no CUDA, and each worker is a fork of it.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(_PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _init_worker(
@@ -378,12 +435,22 @@ def _init_worker(
 
 def _warm_up() -> None:
     """Import in a fresh worker what its first series would (the QA picture's pillow,
-    the muscle network's module), while it has nothing else to do."""
+    the muscle network's module), while it has nothing else to do (already there in a
+    worker of the fork server)."""
     import PIL.Image  # noqa: F401
     import PIL.ImageDraw  # noqa: F401
     import PIL.PngImagePlugin  # noqa: F401
 
     import engine.anatomy.muscle_net  # noqa: F401
+
+
+def _start_workers(executor: ProcessPoolExecutor, n: int) -> None:
+    """Submit a :func:`_warm_up` per worker: each submit starts one worker process."""
+    try:
+        for _ in range(n):
+            executor.submit(_warm_up)
+    except (RuntimeError, BrokenProcessPool):  # shut down, or a worker died: prepare() sees it
+        pass
 
 
 def _run_job(job: SeriesJob) -> PreparedSeries | PrepareFailure:
@@ -393,10 +460,10 @@ def _run_job(job: SeriesJob) -> PreparedSeries | PrepareFailure:
 class PreparePool:
     """Worker processes preparing series, started as soon as the pool is made.
 
-    Starting ``spawn`` workers costs seconds (each imports numpy, pydicom and torch, more
-    when 16 start at once; issue 7): a caller with other slow work (loading the model)
-    makes the pool first, so that both go on together, then hands it its jobs with
-    :meth:`prepare`. Use it as a context manager, or call :meth:`close`.
+    Starting workers costs seconds (the fork server imports numpy, pydicom and torch once,
+    :func:`_context`; spawned workers each import them): a caller with other slow work
+    (loading the model) makes the pool first, so that both go on together, then hands it
+    its jobs with :meth:`prepare`. Use it as a context manager, or call :meth:`close`.
 
     Parameters
     ----------
@@ -423,11 +490,15 @@ class PreparePool:
 
     def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            self.workers, mp_context=_context(),
             initializer=_init_worker, initargs=self._initargs,
         )  # fmt: skip
-        for _ in range(self.workers):  # one task each: spawns every worker now
-            executor.submit(_warm_up)
+        # one task each starts every worker now; a start waits for the fork server's
+        # imports (seconds), so the tasks go in from a thread and the caller goes on
+        self._starting = threading.Thread(
+            target=_start_workers, args=(executor, self.workers), daemon=True
+        )
+        self._starting.start()
         return executor
 
     def __enter__(self) -> PreparePool:
@@ -438,6 +509,7 @@ class PreparePool:
 
     def close(self) -> None:
         """Stop the workers (series in flight are dropped)."""
+        self._starting.join()  # no worker starts after the shutdown
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def prepare(
@@ -532,7 +604,8 @@ def prepare_many(
     """Prepare many series, ``workers`` at a time, yielding each as it finishes.
 
     With ``workers == 1`` everything runs in this process, in order. Otherwise worker
-    processes (a :class:`PreparePool`; ``spawn``: safe beside torch threads) take one
+    processes (a :class:`PreparePool`; forked by a fork server or spawned, never forked
+    from this process: safe beside torch threads) take one
     series each; results come back in completion order, so one slow series does not hold
     up the others. A worker that dies (out of memory, killed) never hangs the run: the
     series it held are retried in a fresh pool, and fail with ``worker_died`` after

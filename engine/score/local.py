@@ -88,9 +88,12 @@ def run_local(
             masks_dir=request.masks_dir, qa_dir=qa_dir, anatomy_device=anatomy_device(config),
         )  # fmt: skip
     ctx.model = ctx.model.to(ctx.device)
+    if ctx.device.startswith("cuda"):
+        ctx.model.warm_up(PreprocessingSettings.from_config(config))
     writer = BatchWriter(ctx)
     ready: list[PreparedSeries] = []
     failed: list[Outcome] = []
+    timing = _Timing(time.perf_counter())
     try:
         for n, item in enumerate(source):
             if n == 0:  # the fixed cost a run pays before its first series is ready
@@ -101,20 +104,55 @@ def run_local(
                 failed.append(Outcome(in_flight[item.series_uid], failure=item))
             else:
                 ready.append(item)
+                timing.prepared(item)
             preparing = len(in_flight) - len(ready) - len(failed)
             # a full batch; or, at the end, a worker left idle: the model runs beside the
             # last series instead of after them
             if len(ready) + len(failed) >= request.batch_size or (
                 pulled_all and preparing < request.workers
             ):
-                yield from _flush(ctx, writer, in_flight, ready, failed, request.batch_size)
+                yield from _flush(ctx, writer, in_flight, ready, failed, request.batch_size, timing)
         if ready or failed:
-            yield from _flush(ctx, writer, in_flight, ready, failed, request.batch_size)
+            yield from _flush(ctx, writer, in_flight, ready, failed, request.batch_size, timing)
     finally:
         source.close()
         if ctx.pool is not None:
             ctx.pool.close()  # stops the workers before the writer drains
         writer.close()
+        timing.log(request.workers, writer.commit_seconds)
+
+
+class _Timing:
+    """Where a run's time went, logged as ``score.pipeline`` (``bench/score_throughput.py``
+    prints it): the workers' seconds per series and stage, and this process's seconds in
+    the model and waiting for the writer (a full queue: the database is the bottleneck)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.series = 0
+        self.stages: dict[str, float] = {}
+        self.model = 0.0
+        self.writer_wait = 0.0
+        self.peak_rss_mb = 0.0
+
+    def prepared(self, item: PreparedSeries) -> None:
+        self.series += 1
+        self.peak_rss_mb = max(self.peak_rss_mb, item.peak_rss_mb)
+        for stage, seconds in item.seconds.items():
+            self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+    def log(self, workers: int, commit_seconds: float) -> None:
+        wall = time.perf_counter() - self.started
+        per_series = {k: round(v / max(1, self.series), 4) for k, v in self.stages.items()}
+        logs.event(
+            "score.pipeline", series=self.series, workers=workers, seconds=round(wall, 3),
+            worker_seconds_per_series=per_series,
+            # share of the workers' time spent preparing: near 1 = they are the bottleneck
+            worker_busy=round(sum(self.stages.values()) / max(wall * workers, 1e-9), 3),
+            model_seconds=round(self.model, 3), writer_wait_seconds=round(self.writer_wait, 3),
+            commit_seconds=round(commit_seconds, 3),
+            worker_peak_rss_mb=round(self.peak_rss_mb, 1),
+        )  # fmt: skip
 
 
 def _flush(
@@ -124,10 +162,15 @@ def _flush(
     ready: list[PreparedSeries],
     failed: list[Outcome],
     batch_size: int,
+    timing: _Timing,
 ) -> Iterator[Outcome]:
     FAULTS.hit("before_batch", writer.batches + 1)
+    t0 = time.perf_counter()
     outcomes = failed + model_outcomes(ctx, in_flight, ready, batch_size)
+    t1 = time.perf_counter()
     writer.put(outcomes)
+    timing.model += t1 - t0
+    timing.writer_wait += time.perf_counter() - t1
     for o in outcomes:
         in_flight.pop(o.job.series_uid, None)
     ready.clear()

@@ -20,6 +20,7 @@ from engine.errors import VfriskError
 from engine.prepare import PreparedSeries, PrepareFailure
 
 if TYPE_CHECKING:  # torch costs ~1 s to import: only loading a model needs it
+    from engine.anatomy.inputs import PreprocessingSettings
     from models.checkpoint import Checkpoint
     from models.inference import Prediction
 
@@ -69,6 +70,32 @@ class LoadedModel:
             return self
         self.checkpoint.model.to(device)
         return dataclasses.replace(self, device=device)
+
+    def warm_up(self, settings: PreprocessingSettings) -> None:
+        """Score one blank series (the shape ``settings`` makes) on the model's device.
+
+        CUDA starts lazily: the first batch on a device pays for its context, the cuDNN
+        and cuBLAS handles and the bf16 kernels (about 4 s on an H100 machine, measured by
+        ``bench/score_throughput.py`` as model time of a 16-series run). The local backend
+        calls this on CUDA while the workers prepare their first series, so that no batch
+        waits for it.
+        """
+        import numpy as np
+
+        from engine.anatomy.inputs import ModelInputs
+        from models.inference import predict
+
+        n = len(settings.levels)
+        patch = np.full((n, *settings.network_zyx), 0.5, np.float16)
+        blank = ModelInputs(
+            series_uid="warm-up", preprocessing_version=settings.version,
+            settings_digest=settings.digest(), levels=settings.levels, bone=patch,
+            bone_muscle=patch, level_present=np.ones(n, bool),
+            spacing_zyx_mm=settings.spacing_zyx_mm, centres_xyz=np.zeros((n, 3)),
+            intensity=settings.intensity, hu_window=settings.hu_window,
+            canal_hu=np.zeros(n, np.float32),
+        )  # fmt: skip
+        predict(self.checkpoint.model, [blank], device=self.device)
 
 
 def resolve_device(name: str) -> str:

@@ -293,16 +293,19 @@ class BatchWriter:
         self._queue: queue.Queue[tuple[int, list[Outcome]] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self.batches = 0
+        self.commit_seconds = 0.0  # in the thread's transactions
         self._thread = threading.Thread(target=self._run, name="vfrisk-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             if self._error is None:
+                t0 = time.perf_counter()
                 try:
                     commit_batch(self._ctx, item[1], item[0])
                 except BaseException as exc:  # handed to the main thread by put/close
                     self._error = exc
+                self.commit_seconds += time.perf_counter() - t0
 
     def _raise(self) -> None:
         if self._error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +118,13 @@ def test_a_pool_starts_its_workers_at_once_and_hands_out_jobs_before_it_is_itera
 
     before = set(multiprocessing.active_children())
     with PreparePool(*_args(), workers=2) as pool:
-        # spawned by the constructor, before any job: they start while the caller works
-        assert len(set(multiprocessing.active_children()) - before) == 2
+        # started by the constructor (from a thread, so it returns at once), before any
+        # job: they start while the caller works
+        deadline = time.monotonic() + 60
+        while len(set(multiprocessing.active_children()) - before) < 2:
+            assert time.monotonic() < deadline, "the pool did not start its 2 workers"
+            time.sleep(0.05)
+        assert not pulled
         pool.prepare(source(), window=2)
         assert pulled == uids[:2]  # submitted before the first result is asked for
 
@@ -160,7 +166,7 @@ def test_score_config_names_the_anatomy_device() -> None:
 
     assert anatomy_device({"score": {"anatomy_device": "auto"}}) is None
     assert anatomy_device({"score": {"anatomy_device": "cpu"}}) == "cpu"
-    assert anatomy_device(load_config()) is None  # the default: auto
+    assert anatomy_device(load_config()) == "cpu"  # the default (measured on an H100 machine)
     with pytest.raises(VfriskError) as err:
         anatomy_device({"score": {"anatomy_device": "gpu"}})
     assert err.value.code == "bad_config" and "anatomy_device" in err.value.message

@@ -84,6 +84,8 @@ from engine.config import load_config
 from engine.prepare import PreparePool
 config = load_config()
 pool = PreparePool(dict(config["loading"]), PreprocessingSettings.from_config(config), workers=2)
+while len(multiprocessing.active_children()) < 2:  # started from a thread
+    time.sleep(0.01)
 print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
 time.sleep(600)
 """

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.anatomy import PreprocessingSettings
 from engine.cli import main
 from engine.config import load_config
 from engine.errors import VfriskError
 from engine.prepare import qa_png_path
 from engine.score import ScoreRequest, qa_dir_for, score_archive, score_paths
+from engine.score.model import load_model
 from engine.store import Store
 from engine.synth.cohort import series_files
 
@@ -112,6 +114,17 @@ def test_adhoc_scoring_gives_the_risk_the_batch_run_stored(
     assert err.value.code == "no_spine_found"
 
 
+def test_warm_up_scores_a_blank_series_and_changes_nothing(tiny_model: Path) -> None:
+    import torch
+
+    settings = PreprocessingSettings.from_config(load_config())
+    model = load_model(tiny_model, settings.version, "cpu")
+    before = {k: v.clone() for k, v in model.checkpoint.model.state_dict().items()}
+    model.warm_up(settings)
+    after = model.checkpoint.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_cli_summary_dry_run_and_missing_model(
     score_db: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -124,6 +137,13 @@ def test_cli_summary_dry_run_and_missing_model(
     assert code == 0
     assert "3 scored, 0 skipped, 2 failed of 5 selected" in out
     assert "no_spine_found 1, truncated 1" in out and "SYNTHETIC" in out
+    # where the run's time went (bench/score_throughput.py prints it)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    (pipeline,) = [r for r in log if r["event"] == "score.pipeline"]
+    assert (pipeline["series"], pipeline["workers"]) == (3, 1)  # the 2 bad ones never prepared
+    assert {"load", "anatomy", "inputs", "biomarkers"} <= set(pipeline["worker_seconds_per_series"])
+    assert 0 < pipeline["worker_busy"] <= 1.0 and pipeline["model_seconds"] > 0
+    assert pipeline["worker_peak_rss_mb"] > 50  # at least the interpreter, numpy and torch
     assert main([*base, "--model", str(tmp_path / "none.pt")]) == 2
     err = capsys.readouterr().err
     assert "[model_missing]" in err and "none.pt" in err and "vfrisk train" in err
