@@ -9,8 +9,8 @@ thousand rows at most. Reads use a connection from ``Store.read()``; the only wr
 Patients are the rows of ``clinical`` (site, sex and age come from there); each is joined
 to its index scan through ``clinical_links`` (status 'linked'), to that scan's prediction
 of the chosen model and, where asked, to its series-level biomarkers (row of level L1,
-which ``vfrisk score`` writes for every series, present or not; the newest preprocessing
-version when there are several). The scan date is the
+which ``vfrisk score`` writes for every series, present or not; of the preprocessing
+version measured last when there are several, :data:`LATEST_BIOMARKERS`). The scan date is the
 index scan's DICOM StudyDate, else the clinical ``scan_date``. Follow-up is grouped by
 whole days (``round(followup_years * 365.25)``) for survival curves: exact for dates, and
 it bounds the transfer at a few thousand rows per curve.
@@ -30,6 +30,7 @@ from engine.store.report_tables import table_names
 
 __all__ = [
     "DAYS_PER_YEAR",
+    "LATEST_BIOMARKERS",
     "HISTOGRAM_COLUMNS",
     "ROC_BINS",
     "SCORE_COLUMNS",
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 DAYS_PER_YEAR = 365.25
+#: The preprocessing version whose biomarkers the pages show: the one measured last (by
+#: name, ``max`` would rank "pp9" above "pp10").
+LATEST_BIOMARKERS = "(SELECT arg_max(preprocessing_version, measured_at) FROM biomarkers)"
 
 #: Histogram columns: name -> (SQL expression over the cohort, needs biomarkers).
 HISTOGRAM_COLUMNS: dict[str, tuple[str, bool]] = {
@@ -206,7 +210,7 @@ def _cohort(
         )
         bio_join = (
             "LEFT JOIN biomarkers b ON b.series_uid = l.series_uid AND b.level = 'L1' "
-            "AND b.preprocessing_version = (SELECT max(preprocessing_version) FROM biomarkers) "
+            f"AND b.preprocessing_version = {LATEST_BIOMARKERS} "
         )
     sql = (
         f"WITH cohort AS {'MATERIALIZED ' if materialized else ''}(SELECT c.patient_id, "
@@ -589,7 +593,7 @@ def patient_detail(
     prediction : pandas.DataFrame
         Zero or one row: ``p_fracture, risk_1y .. risk_5y, model_id, scored_at``.
     levels : pandas.DataFrame
-        One row per level (T12..L4 order) of the newest preprocessing version.
+        One row per level (T12..L4 order) of the preprocessing version measured last.
     """
     pred = con.execute(
         "SELECT p_fracture, risk_1y, risk_2y, risk_3y, risk_4y, risk_5y, model_id, scored_at "
@@ -600,7 +604,7 @@ def patient_detail(
         "SELECT level, present, trabecular_hu, genant_grade, shape, height_anterior_mm, "
         "height_middle_mm, height_posterior_mm, psoas_area_cm2, paraspinal_area_cm2, "
         "muscle_hu, canal_hu, flags, preprocessing_version FROM biomarkers WHERE series_uid = ? "
-        "QUALIFY preprocessing_version = max(preprocessing_version) OVER () "
+        "QUALIFY preprocessing_version = arg_max(preprocessing_version, measured_at) OVER () "
         "ORDER BY list_position(['T12', 'L1', 'L2', 'L3', 'L4'], level)",
         [series_uid],
     ).df()
@@ -632,7 +636,7 @@ def data_quality(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> dict[str, p
         flag; empty without that table) and ``hu_reference`` (``site, scanner, series,
         levels_read, offset_hu``: per site and scanner (manufacturer and model), the
         median over its levels of the spinal canal's HU minus the cohort's median at that
-        level (``biomarkers.canal_hu``, latest preprocessing version): a scanner whose
+        level (``biomarkers.canal_hu``, of :data:`LATEST_BIOMARKERS`): a scanner whose
         canal reads off the rest reads bone and muscle off by as much).
     """
     present = table_names(con)
@@ -684,7 +688,7 @@ def data_quality(con: duckdb.DuckDBPyConnection, f: CohortFilter) -> dict[str, p
         "'(no clinical data)') AS site, trim(coalesce(s.manufacturer, '?') || ' ' || "
         "coalesce(s.model, '')) AS scanner FROM biomarkers b JOIN series s USING "
         "(series_uid) LEFT JOIN clinical c ON c.patient_id = s.patient_id WHERE b.present "
-        "AND b.preprocessing_version = (SELECT max(preprocessing_version) FROM biomarkers)), "
+        f"AND b.preprocessing_version = {LATEST_BIOMARKERS}), "
         "ref AS (SELECT level, median(canal_hu) AS cohort_hu FROM b GROUP BY level) "
         "SELECT site, scanner, count(DISTINCT series_uid) AS series, count(canal_hu) AS "
         "levels_read, median(canal_hu - cohort_hu) AS offset_hu FROM b JOIN ref USING (level) "
