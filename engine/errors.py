@@ -20,6 +20,7 @@ REASONS: dict[str, str] = {
     "db_busy": "The database stayed locked by another vfrisk process for too long.",
     "db_schema_mismatch": "The database was written by an incompatible vfrisk version.",
     "db_not_found": "The database file does not exist.",
+    "db_read_only": "The database file cannot be written (read-only file or file system).",
     # file-level reading (index and load)
     "not_dicom": "The file is not a DICOM file.",
     "empty_file": "The file is empty (zero bytes).",

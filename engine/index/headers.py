@@ -327,9 +327,10 @@ def _interpret(
         )
         if not v
     ]
-    if missing and at_eof and ds is not None:
+    if missing and at_eof:
         # the header stops at the end of the file before the identifiers every instance
-        # has: a file cut short (at an element boundary, so no value was cut mid-way)
+        # has: a file cut short (at an element boundary, so no value was cut mid-way;
+        # either parser, the raw one included: it stops at the file's end just the same)
         return _bad(entry, "truncated", f"The file ends ({size} bytes) before its {missing[0]}.")
     if missing:
         return _bad(entry, "bad_header", f"It lacks {', '.join(missing)}, needed to group it.")

@@ -58,11 +58,13 @@ class _Model:
     """The model stage: an actor holding the network, scoring a batch of prepared series."""
 
     def __init__(
-        self, model_path: str, preprocessing_version: str, device: str, batch: int
+        self, model_path: str, settings: PreprocessingSettings, device: str, batch: int
     ) -> None:
         from engine.score.model import load_model
 
-        self.model = load_model(model_path, preprocessing_version, device)
+        self.model = load_model(model_path, settings.version, device)
+        if device.startswith("cuda"):  # CUDA's lazy start before the first batch arrives
+            self.model.warm_up(settings)
         self.batch = batch
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -123,17 +125,17 @@ def run_ray(
 
     started = _init_ray(request)
     gpu = ctx.device.startswith("cuda")  # the actors load the network there
+    settings = PreprocessingSettings.from_config(config)
     prepare_args = (
         dict(config["loading"]),
-        PreprocessingSettings.from_config(config),
+        settings,
         {
             "masks_dir": request.masks_dir,
             "qa_dir": qa_dir,
             "anatomy_device": anatomy_device(config),
         },  # fmt: skip
     )
-    model_args = (str(ctx.model.path), ctx.preprocessing_version, ctx.device,
-                  request.batch_size)  # fmt: skip
+    model_args = (str(ctx.model.path), settings, ctx.device, request.batch_size)
     actors = max(1, int(config["score"]["ray_model_actors"]))
     writer = BatchWriter(ctx)
     try:

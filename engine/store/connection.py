@@ -50,6 +50,8 @@ __all__ = ["Store"]
 
 _POLL_S = 0.002
 _YIELD_S = 1.0
+#: DuckDB's words (from the OS) when a file cannot be opened for writing.
+_NOT_WRITABLE = ("permission denied", "not permitted", "read-only file system")
 
 
 class _FlockTimeout(Exception):
@@ -147,8 +149,15 @@ class Store:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
+                text = str(exc).lower()
+                if not read_only and any(w in text for w in _NOT_WRITABLE):
+                    raise VfriskError(
+                        "db_read_only",
+                        f"{self.path} cannot be written ({exc}); this command writes to the "
+                        "database: make the file writable, or copy it and pass the copy as --db",
+                    ) from exc
                 # Another (non-vfrisk) process holds DuckDB's own lock: wait like for ours.
-                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                if "lock" not in text or time.monotonic() >= deadline:
                     raise self._busy("reader" if read_only else "writer") from exc
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.05)
@@ -197,8 +206,18 @@ class Store:
             finally:
                 con.close()
         if upgrade:  # an older database: the first access upgrades it (``MIGRATIONS``)
-            with self.write():
-                pass
+            try:
+                with self.write():
+                    pass
+            except VfriskError as exc:
+                if exc.code != "db_read_only":
+                    raise
+                raise VfriskError(
+                    "db_read_only",
+                    f"{self.path} has an older schema, which this vfrisk upgrades to version "
+                    f"{SCHEMA_VERSION} on first use (it adds columns), but the file cannot be "
+                    "written: make it writable, or copy it and open the copy",
+                ) from exc
             with self.read() as con:
                 yield con
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -70,11 +73,10 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "db_schema_mismatch"
 
 
-def test_an_older_database_is_upgraded_by_the_first_writer(tmp_path: Path) -> None:
-    # a version-1 database: the biomarkers table without canal_hu, one row in it
-    from engine.store.schema import DDL, MIGRATIONS
+def _version_1_db(path: Path) -> None:
+    """A version-1 database: the biomarkers table without canal_hu, one row in it."""
+    from engine.store.schema import DDL
 
-    path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
     for ddl in DDL:
         con.execute(ddl.replace("        canal_hu DOUBLE,\n", ""))
@@ -86,6 +88,13 @@ def test_an_older_database_is_upgraded_by_the_first_writer(tmp_path: Path) -> No
     columns = {r[0] for r in con.execute("DESCRIBE biomarkers").fetchall()}
     assert "canal_hu" not in columns and "muscle_hu" in columns
     con.close()
+
+
+def test_an_older_database_is_upgraded_by_the_first_writer(tmp_path: Path) -> None:
+    from engine.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    _version_1_db(path)
     assert SCHEMA_VERSION == 2 and 1 in MIGRATIONS
     store = Store(path)
     # the first access, a reader's, upgrades it in place and keeps its rows
@@ -94,6 +103,42 @@ def test_an_older_database_is_upgraded_by_the_first_writer(tmp_path: Path) -> No
         con.execute("UPDATE biomarkers SET canal_hu = 21.5")
     row = Store(path).query("SELECT series_uid, canal_hu FROM biomarkers")
     assert row.to_dict("records") == [{"series_uid": "s1", "canal_hu": 21.5}]
+
+
+@contextlib.contextmanager
+def _unwritable(path: Path) -> Iterator[None]:
+    """``path`` made unwritable for this process (chmod; chattr +i for root), or skip."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+        return
+    chattr = shutil.which("chattr")
+    if not chattr or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a file unwritable for root here (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_an_unwritable_database_reads_and_refuses_writes_with_a_reason(tmp_path: Path) -> None:
+    current, old = tmp_path / "current.duckdb", tmp_path / "old.duckdb"
+    with Store(current).write() as con:
+        con.execute("INSERT INTO runs (run_id, command) VALUES ('r1', 'index')")
+    _version_1_db(old)
+    with _unwritable(current), _unwritable(old):
+        assert Store(current).query("SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
+        with pytest.raises(VfriskError) as err:
+            Store(current).write().__enter__()
+        assert err.value.code == "db_read_only"
+        assert "current.duckdb" in err.value.message and "writable" in err.value.message
+        # an older schema needs the upgrade's write even to be read
+        with pytest.raises(VfriskError) as err:
+            Store(old).query("SELECT 1")
+        assert err.value.code == "db_read_only" and "older schema" in err.value.message
 
 
 def test_a_newer_database_is_refused(tmp_path: Path) -> None:
