@@ -228,8 +228,14 @@ def build_card(
     external: dict[str, dict[str, Any]],
     train_seconds: float,
     total_seconds: float,
+    canal_reference: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """The card as a JSON-ready dict (see :func:`render_markdown` for its reading)."""
+    """The card as a JSON-ready dict (see :func:`render_markdown` for its reading).
+
+    ``canal_reference`` (level -> HU, None where no scan's canal was read): the training
+    set's median spinal-canal HU that the intensity branch calibrates every scan against
+    (``FractureNet.canal_reference``); None for a network without the branch.
+    """
     import dataclasses
 
     import torch
@@ -265,6 +271,7 @@ def build_card(
             "model": request.model.to_dict(),
             "train": request.hyperparameters(),
             "preprocessing": dataclasses.asdict(settings),
+            "canal_reference_hu": canal_reference,
         },
         "training": {
             "device": device,
@@ -279,6 +286,18 @@ def build_card(
         },
         "metrics": {"internal_validation": val_metrics, "external": external},
     }
+
+
+def _canal_lines(reference: dict[str, float | None] | None) -> list[str]:
+    if not reference:
+        return []  # no intensity branch, or a card written before it was recorded
+    values = ", ".join(
+        f"{lv} {'n/a' if hu is None else f'{hu:.1f}'}" for lv, hu in reference.items()
+    )
+    return [
+        "- HU calibration: each scan's bone and muscle HU move by its spinal canal's offset "
+        f"from the training set's canal median per level ({values} HU)"
+    ]
 
 
 def _fmt(m: dict[str, Any] | None) -> str:
@@ -381,6 +400,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         + f", survival loss {train.get('survival_loss', 'bce')}",
         f"- preprocessing: version {card['configuration']['preprocessing']['version']}, "
         f"intensity {card['configuration']['preprocessing']['intensity']}",
+        *_canal_lines(card["configuration"].get("canal_reference_hu")),
         "",
         "## Metrics",
         "Harrell c-index of the 5-year risk, cumulative/dynamic AUROC at 2/3/5 years, "

@@ -850,6 +850,10 @@ def train(
         clinical_counts=clinical_counts, device=str(device), folds=folds_summary,
         best_fold=best_fold, val_metrics=val_metrics, external=external,
         train_seconds=train_seconds, total_seconds=time.perf_counter() - t_start,
+        canal_reference=None if model.intensity is None else {
+            lv: None if math.isnan(hu) else round(hu, 2)  # a level never read: NaN
+            for lv, hu in zip(settings.levels, model.canal_reference.tolist(), strict=True)
+        },
     )  # fmt: skip
     card_json, card_md = write_card(card, request.out)
     return TrainResult(

@@ -46,7 +46,8 @@ def _settled(page) -> None:  # noqa: ANN001
 def _open(browser, server, path: str):  # noqa: ANN001, ANN202
     page = browser.new_page(accept_downloads=True)
     page.goto(f"{server.url}/{path}", timeout=TIMEOUT)
-    page.get_by_role("heading", name=PAGES[path]).wait_for(timeout=TIMEOUT)
+    # exact: "Calibration" would also match the page's "Stored calibration metrics" heading
+    page.get_by_role("heading", name=PAGES[path], exact=True).wait_for(timeout=TIMEOUT)
     _settled(page)
     return page
 

@@ -79,6 +79,15 @@ def test_train_writes_a_checkpoint_that_loads_and_a_card(
     assert card["configuration"]["train"]["seed"] == 3
     md = out.with_suffix(".card.md").read_text()
     assert NOTICE in md and ck.model_id in md and "vfrisk synth" in md
+    # the HU reference the intensity branch calibrates against, as the network holds it
+    reference = card["configuration"]["canal_reference_hu"]
+    assert list(reference) == ["T12", "L1", "L2", "L3", "L4"]
+    held = ck.model.canal_reference.tolist()
+    assert all(
+        v is None or abs(v - h) < 0.01 for v, h in zip(reference.values(), held, strict=True)
+    )
+    assert any(v is not None and -20 < v < 80 for v in reference.values())  # fluid, cord
+    assert "HU calibration" in md
 
 
 def test_same_seed_gives_identical_weights_on_cpu(cohort: dict[str, Path], tmp_path: Path) -> None:
