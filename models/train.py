@@ -694,6 +694,23 @@ def _fit(
     return best
 
 
+def _canal_reference_hu(
+    model: FractureNet, settings: PreprocessingSettings
+) -> dict[str, float | None] | None:
+    """The network's canal reference per level in HU, for the card (None without the
+    intensity branch or a fixed HU window; None for a level no training scan read).
+
+    The branch's features are patch values: HU mapped by the window to [0, 1].
+    """
+    if model.intensity is None or settings.intensity != "fixed_window":
+        return None
+    lo, hi = settings.hu_window
+    return {
+        lv: None if math.isnan(v) else round(lo + v * (hi - lo), 1)
+        for lv, v in zip(settings.levels, model.canal_reference.tolist(), strict=True)
+    }
+
+
 def _by_site(examples: Sequence[Example]) -> dict[str, list[Example]]:
     out: dict[str, list[Example]] = {}
     for e in examples:
@@ -850,10 +867,7 @@ def train(
         clinical_counts=clinical_counts, device=str(device), folds=folds_summary,
         best_fold=best_fold, val_metrics=val_metrics, external=external,
         train_seconds=train_seconds, total_seconds=time.perf_counter() - t_start,
-        canal_reference=None if model.intensity is None else {
-            lv: None if math.isnan(hu) else round(hu, 2)  # a level never read: NaN
-            for lv, hu in zip(settings.levels, model.canal_reference.tolist(), strict=True)
-        },
+        canal_reference=_canal_reference_hu(model, settings),
     )  # fmt: skip
     card_json, card_md = write_card(card, request.out)
     return TrainResult(
