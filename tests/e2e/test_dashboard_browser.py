@@ -33,13 +33,18 @@ def _sql(db, sql: str, params: list | None = None) -> list[tuple]:  # noqa: ANN0
 
 
 def _settled(page) -> None:  # noqa: ANN001
-    """Wait until Streamlit has finished running the script."""
+    """Wait until Streamlit has finished running the script, the rerun the last input
+    asked for included.
+
+    The app marks its state on its root (``data-test-script-state``: running,
+    rerunRequested, notRunning). The status widget used before shows "Running" only for
+    slow runs, so a click could land while a quick rerun replaced the page (a lost
+    worklist download in CI).
+    """
     page.wait_for_selector('[data-testid="stApp"]', timeout=TIMEOUT)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
-        ".includes('Running')",
-        timeout=TIMEOUT,
+    page.wait_for_timeout(250)  # the last input's rerun request has reached the app
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT
     )
 
 
