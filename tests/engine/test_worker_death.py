@@ -39,7 +39,10 @@ def _kill_children(stop: threading.Event, killed: list[int], once: bool) -> None
     while not stop.is_set():
         for child in multiprocessing.active_children():
             if child.pid and child.pid not in killed:
-                os.kill(child.pid, signal.SIGKILL)
+                try:
+                    os.kill(child.pid, signal.SIGKILL)
+                except ProcessLookupError:  # exited, its exit not yet reported by the
+                    continue  # fork server: still listed as a child
                 killed.append(child.pid)
                 if once:
                     return
