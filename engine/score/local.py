@@ -148,6 +148,7 @@ class _Timing:
             "score.pipeline", series=self.series, workers=workers, seconds=round(wall, 3),
             worker_seconds_per_series=per_series,
             # share of the workers' time spent preparing: near 1 = they are the bottleneck
+            # (above 1 in a short run: they began before this stage's clock started)
             worker_busy=round(sum(self.stages.values()) / max(wall * workers, 1e-9), 3),
             model_seconds=round(self.model, 3), writer_wait_seconds=round(self.writer_wait, 3),
             commit_seconds=round(commit_seconds, 3),
