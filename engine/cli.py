@@ -155,10 +155,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="weights file (.pt); the card is written beside it as .json",
     )
-    train.add_argument("--patients", type=_positive_int, default=36, metavar="N")
-    train.add_argument("--epochs", type=_positive_int, default=8, metavar="E")
-    train.add_argument("--seed", type=int, default=7, metavar="S")
-    train.add_argument("--width", type=_positive_int, default=16, metavar="C")
+    # defaults: engine.anatomy.train_muscles.TrainRequest (36 patients, 8 epochs, seed 7,
+    # width 8), which imports torch: the CLI's parser must not
+    train.add_argument("--patients", type=_positive_int, metavar="N")
+    train.add_argument("--epochs", type=_positive_int, metavar="E")
+    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--width", type=_positive_int, metavar="C")
 
     score = sub.add_parser(
         "score",
@@ -431,10 +433,8 @@ def _cmd_train_anatomy(args: argparse.Namespace, config: Config) -> int:
     from engine import logs
     from engine.anatomy.train_muscles import TrainRequest, train_muscles
 
-    req = TrainRequest(
-        out=args.out, patients=args.patients, epochs=args.epochs, seed=args.seed,
-        width=args.width,
-    )  # fmt: skip
+    given = {k: getattr(args, k) for k in ("patients", "epochs", "seed", "width")}
+    req = TrainRequest(out=args.out, **{k: v for k, v in given.items() if v is not None})
     # the log stays out of the weights folder, whose files ship with the package
     beside = Path(tempfile.gettempdir())
     logs.configure(_log_path(args, config, beside), "train-anatomy", config["logging"]["level"])

@@ -29,7 +29,6 @@ import math
 
 import numpy as np
 
-from engine.anatomy._boxes import Box, label_boxes
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
 
 __all__ = ["MIN_VOXELS", "canal_hu"]
@@ -94,9 +93,7 @@ def _level_value(hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, 
     return float(np.median(found)) if found.size >= MIN_VOXELS else math.nan
 
 
-def canal_hu(
-    hu: np.ndarray, segmentation: Segmentation, boxes: dict[int, Box] | None = None
-) -> dict[str, float]:
+def canal_hu(hu: np.ndarray, segmentation: Segmentation) -> dict[str, float]:
     """Median attenuation (HU) of the spinal canal behind each labelled body.
 
     Parameters
@@ -106,8 +103,6 @@ def canal_hu(
         posteriorly).
     segmentation : Segmentation
         With the vertebral bodies labelled by level.
-    boxes : dict, optional
-        :func:`engine.anatomy._boxes.label_boxes` of the labels, when the caller has them.
 
     Returns
     -------
@@ -117,7 +112,7 @@ def canal_hu(
     """
     if hu.shape != segmentation.labels.shape:
         raise ValueError(f"hu {hu.shape} and labels {segmentation.labels.shape} differ")
-    boxes = label_boxes(segmentation.labels) if boxes is None else boxes
+    boxes = segmentation.boxes
     out = {}
     for lid, level in BODY_LEVELS.items():
         if lid not in boxes:

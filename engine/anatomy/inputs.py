@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from engine.anatomy._boxes import Box, label_boxes
 from engine.anatomy.canal import canal_hu
 from engine.anatomy.labels import BODY_LEVELS, MUSCLE_LABELS, Segmentation
 from engine.errors import VfriskError
@@ -291,19 +290,9 @@ def level_patch(
         'T12'..'L4'.
     settings : PreprocessingSettings
     """
-    return _level_patch(hu, segmentation, level, settings, label_boxes(segmentation.labels))
-
-
-def _level_patch(
-    hu: np.ndarray,
-    segmentation: Segmentation,
-    level: str,
-    settings: PreprocessingSettings,
-    boxes: dict[int, Box],
-) -> LevelPatch | None:
-    """:func:`level_patch` given the segmentation's :func:`label_boxes`."""
     grid = segmentation.grid
     labels = segmentation.labels
+    boxes = segmentation.boxes
     lid = _LEVEL_ID[level]
     if lid not in boxes:
         return None
@@ -382,10 +371,9 @@ def build_inputs(
     present = np.zeros(n, dtype=bool)
     centres = np.full((n, 3), np.nan)
     canal = np.full(n, np.nan, dtype=np.float32)
-    boxes = label_boxes(segmentation.labels)
-    readings = canal_hu(hu, segmentation, boxes)
+    readings = canal_hu(hu, segmentation)
     for row, level in enumerate(settings.levels):
-        patch = _level_patch(hu, segmentation, level, settings, boxes)
+        patch = level_patch(hu, segmentation, level, settings)
         if patch is None:
             continue
         present[row] = True

@@ -8,10 +8,12 @@ four muscles carry fixed ids. The study's model looks at T12-L4 and at the paras
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.anatomy._boxes import Box, label_boxes
 from engine.geometry import Grid
 
 __all__ = ["BODY_LEVELS", "LABEL_NAMES", "MUSCLE_LABELS", "Segmentation"]
@@ -62,3 +64,10 @@ class Segmentation:
                 f"labels must be uint8 of shape {self.grid.shape_zyx}, got "
                 f"{self.labels.dtype} {self.labels.shape}"
             )
+
+    @functools.cached_property
+    def boxes(self) -> dict[int, Box]:
+        """:func:`engine.anatomy._boxes.label_boxes` of ``labels``, found once (the
+        inputs, biomarkers and QA each need them; ``labels`` is not changed after the
+        segmentation is made)."""
+        return label_boxes(self.labels)

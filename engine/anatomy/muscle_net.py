@@ -53,7 +53,7 @@ class MuscleNetConfig:
 
     in_slices: int = 3
     n_classes: int = 5
-    width: int = 16
+    width: int = 8
     depth: int = 3
 
 

@@ -70,7 +70,7 @@ class TrainRequest:
     patients: int = 36
     epochs: int = 8
     seed: int = 7
-    width: int = 16
+    width: int = 8
     batch: int = 16
     lr: float = 3e-3
 

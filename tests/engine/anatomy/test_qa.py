@@ -43,11 +43,12 @@ def test_plausible_segmentation_has_no_flags_and_png_is_written(
     assert qa_flags(seg) == ()
     path = qa_png(vol.hu, seg, tmp_path / "qa" / f"{uid}.png", title=uid)
     with Image.open(path) as image:
-        assert image.format == "PNG" and image.mode == "RGB"
+        assert image.format == "PNG" and image.mode == "P"
         assert image.width > 600 and image.height > 400
-        pixels = np.asarray(image)
-    # the level tints and muscle outlines are there (pure colours of the palette)
+        pixels = np.asarray(image.convert("RGB"))
+    # the level and muscle outlines are there (pure colours of the palette)
     assert (np.all(pixels == (145, 30, 180), axis=-1)).sum() > 20  # iliopsoas_left
+    assert (np.all(pixels == (230, 25, 75), axis=-1)).sum() > 20  # T12
     assert pixels.std() > 20
 
 
