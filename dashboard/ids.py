@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from engine.errors import VfriskError
+
 __all__ = ["key_path", "load_key", "pseudonymize"]
 
 
@@ -24,17 +26,32 @@ def key_path(db: Path, configured: str = "") -> Path:
 
 
 def load_key(path: Path) -> bytes:
-    """Read the key at ``path``, creating a random 32-byte key (0600) when it is missing."""
+    """Read the key at ``path``, creating a random 32-byte key (0600) when it is missing.
+
+    Raises
+    ------
+    VfriskError
+        ``pseudonym_key_unavailable`` when the key is missing and its folder cannot be
+        written (a database on a read-only share): the message names the file and the
+        setting that moves it.
+    """
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
         pass
     key = secrets.token_bytes(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another session created it first: use theirs
         return bytes.fromhex(path.read_text().strip())
+    except OSError as exc:
+        raise VfriskError(
+            "pseudonym_key_unavailable",
+            f"the pseudonym key {path} does not exist and cannot be created ({exc.strerror}); "
+            "set [dashboard] pseudonym_key_file to a key file in a writable folder (the "
+            "same file for everyone who must see the same pseudonyms)",
+        ) from exc
     with os.fdopen(fd, "w") as handle:
         handle.write(key.hex())
     return key

@@ -122,6 +122,9 @@ REASONS: dict[str, str] = {
     "unsafe_host": (
         "The dashboard would listen on a network address without authentication configured."
     ),
+    "pseudonym_key_unavailable": (
+        "The pseudonym key file is missing and cannot be created (an unwritable folder)."
+    ),
     "upload_refused": (
         "The uploaded file was refused: too large, too many members, a zip bomb, a path "
         "leaving the upload folder, or not a DICOM series / NIfTI volume."

@@ -123,18 +123,18 @@ def crop_to_anatomy(
     reach beyond the labelled region.
     """
     labels = seg.labels
-    along_z = np.flatnonzero(labels.any(axis=(1, 2)))
-    if along_z.size == 0:
+    if not seg.boxes:
         return hu, seg
-    plane = labels[along_z[0] : along_z[-1] + 1].any(axis=0)
-    ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    # the labelled region: the union of the labels' boxes (found once per segmentation)
+    first = [min(b[a].start for b in seg.boxes.values()) for a in range(3)]
+    last = [max(b[a].stop for b in seg.boxes.values()) for a in range(3)]
     nz, ny, nx = labels.shape
     _, dy, dx = seg.grid.spacing_zyx
     my, mx = int(np.ceil(margin_mm / dy)), int(np.ceil(margin_mm / dx))
     box = (
-        slice(max(0, int(along_z[0]) - 1), min(nz, int(along_z[-1]) + 2)),
-        slice(max(0, int(ys[0]) - my), min(ny, int(ys[-1]) + 1 + my)),
-        slice(max(0, int(xs[0]) - mx), min(nx, int(xs[-1]) + 1 + mx)),
+        slice(max(0, first[0] - 1), min(nz, last[0] + 1)),
+        slice(max(0, first[1] - my), min(ny, last[1] + my)),
+        slice(max(0, first[2] - mx), min(nx, last[2] + mx)),
     )
     cropped = dataclasses.replace(seg, labels=labels[box], grid=seg.grid.crop(box))
     return hu[box], cropped

@@ -11,6 +11,7 @@ from dashboard import data, figures
 from dashboard.common import SYNTHETIC_NOTE, context, require, show_figure, show_table, today, who
 from dashboard.export import present, worklist_csv
 from dashboard.ids import key_path, load_key
+from engine.errors import VfriskError
 from engine.store.dashboard_tables import WorklistFilter
 
 ctx = context()
@@ -35,16 +36,25 @@ if c4.toggle("Low L1 HU", key="wl_hu"):
         "osteoporosis.",
     )  # fmt: skip
 w = WorklistFilter(horizon=horizon, min_risk=min_risk, min_p_fracture=p_cut, max_l1_hu=hu_cut)
-key = load_key(key_path(ctx.db, s.pseudonym_key_file))
+try:
+    key = load_key(key_path(ctx.db, s.pseudonym_key_file))
+except VfriskError as exc:
+    st.error(f"[{exc.code}] {exc.message}")
+    st.stop()
 
 
 def _audit_show_ids() -> None:
-    if st.session_state.get("wl_show_ids"):
+    if not st.session_state.get("wl_show_ids"):
+        return
+    try:
         data.record_audit(
             ctx.db, s.lock_timeout_s, action="show_identifiers", who=who(),
             filters={"cohort": dataclasses.asdict(f), "worklist": dataclasses.asdict(w)},
             rows=0,
         )  # fmt: skip
+    except VfriskError as exc:  # no audit row, no identifiers
+        st.session_state["wl_show_ids"] = False
+        st.session_state["wl_audit_error"] = f"[{exc.code}] {exc.message}"
 
 
 show_ids = st.toggle(
@@ -52,6 +62,11 @@ show_ids = st.toggle(
     key="wl_show_ids",
     on_change=_audit_show_ids,
 )
+if "wl_audit_error" in st.session_state:
+    st.error(
+        "Identifiers stay hidden: showing them must be recorded in the audit table, which "
+        "could not be written. " + st.session_state.pop("wl_audit_error")
+    )
 rows, total = ctx.q("worklist", f, w, s.worklist_rows)
 st.metric("Patients matching", f"{total:,}")
 if total == 0:

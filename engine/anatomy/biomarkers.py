@@ -414,8 +414,11 @@ def _trabecular(hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, f
 
 
 def _muscle(hu: np.ndarray, labels: np.ndarray, ids: tuple[int, ...], px_mm2: float):  # noqa: ANN202
-    """(mean area cm2 per slice, mean HU within the muscle window) over a slab."""
-    m = np.isin(labels, ids)
+    """(mean area cm2 per slice, mean HU within the muscle window) over a slab.
+
+    ``ids`` are consecutive label ids and ``labels`` uint8: ``np.isin(labels, ids)`` is one
+    subtraction (wrapping below the first id) and one comparison."""
+    m = (labels - np.uint8(ids[0])) <= np.uint8(ids[-1] - ids[0])
     area = float(m.sum(axis=(1, 2)).mean() * px_mm2 / 100.0) if m.shape[0] else math.nan
     values = hu[m]
     values = values[(values >= MUSCLE_HU[0]) & (values <= MUSCLE_HU[1])]

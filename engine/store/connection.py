@@ -22,7 +22,11 @@ most for one write transaction even when writes come back to back, and nobody er
 while the other is busy. After ``storage.lock_timeout_s`` seconds a command gives up with
 reason code ``db_busy``.
 DuckDB's own file lock is still honoured (a non-vfrisk process holding the file is
-retried the same way). A writer killed mid-transaction leaves only a WAL of committed
+retried the same way). ``flock`` needs no write access: lock files that another user's
+writer made are opened read-only. A database in a folder where this process cannot create
+the lock files (a read-only mount, an archive folder owned by another user) is read
+without them: no vfrisk writer has locked it, and a writer from this process would fail
+there anyway, with ``db_read_only``. A writer killed mid-transaction leaves only a WAL of committed
 transactions, which DuckDB replays on the next open.
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -52,6 +57,8 @@ _POLL_S = 0.002
 _YIELD_S = 1.0
 #: DuckDB's words (from the OS) when a file cannot be opened for writing.
 _NOT_WRITABLE = ("permission denied", "not permitted", "read-only file system")
+#: The same from Python's ``open``.
+_NOT_WRITABLE_ERRNO = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class _FlockTimeout(Exception):
@@ -92,8 +99,19 @@ class Store:
         self._schema_checked = False  # tables are created once per Store, not per write
 
     # -- locking ---------------------------------------------------------------------------
-    def _open_lockfile(self, path: Path) -> IO[bytes]:
-        return open(path, "a+b")  # noqa: SIM115 - closed by the caller's ExitStack
+    @staticmethod
+    def _open_lockfile(path: Path) -> IO[bytes] | None:
+        """``path`` opened for ``flock`` (created when missing), or None when this process
+        can neither create it nor find it (see the module doc)."""
+        try:
+            return open(path, "a+b")  # noqa: SIM115 - closed by the caller's ExitStack
+        except OSError as exc:
+            if exc.errno not in _NOT_WRITABLE_ERRNO:
+                raise
+        try:
+            return open(path, "rb")  # noqa: SIM115 - made by another user: flock needs no write
+        except FileNotFoundError:
+            return None
 
     def _busy(self, role: str) -> VfriskError:
         return VfriskError(
@@ -108,9 +126,22 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         with contextlib.ExitStack() as stack:
-            waiting = stack.enter_context(self._open_lockfile(self._waiting_path))
-            intent = stack.enter_context(self._open_lockfile(self._intent_path))
-            lock = stack.enter_context(self._open_lockfile(self._lock_path))
+            files = []
+            for path in (self._waiting_path, self._intent_path, self._lock_path):
+                files.append(self._open_lockfile(path))
+                if files[-1] is not None:
+                    stack.enter_context(files[-1])
+            waiting, intent, lock = files
+            if waiting is None or intent is None or lock is None:
+                if exclusive:
+                    raise VfriskError(
+                        "db_read_only",
+                        f"{self.path.parent} does not let this process create the lock files "
+                        f"beside {self.path.name}; this command writes to the database: make "
+                        "the folder writable, or copy the file and pass the copy as --db",
+                    )
+                yield  # nobody can write here (module doc): read without the locks
+                return
             try:
                 if exclusive:
                     self._writer_enter(waiting, intent, deadline)

@@ -217,3 +217,43 @@ def test_pages_keep_working_while_another_process_writes(scored_db, tmp_path, ap
     at.run()  # the writes show up on the next rerun (cache keyed on the file's version)
     audit = _table_with(at, "export_id")
     assert int((audit["who"].str.startswith("writer")).sum()) == writes
+
+
+def test_worklist_on_a_database_that_cannot_be_written(
+    scored_db, tmp_path, app_env, monkeypatch
+) -> None:
+    """A database on a read-only share: the pages read; the worklist names the key setting
+    when its pseudonym key cannot be made beside the file, and identifiers stay hidden when
+    their audit row cannot be written."""
+    import shutil
+
+    from tests.engine.test_store import _unwritable
+
+    db = tmp_path / "archive" / "cohort.duckdb"
+    db.parent.mkdir()
+    shutil.copy(scored_db.db, db)
+    ids = {r[0] for r in _sql(db, "SELECT patient_id FROM clinical")}
+    with _unwritable(db), _unwritable(db.parent):
+        at = _app(db, monkeypatch)
+        at.run()
+        for page in PAGE_FILES:
+            at.switch_page(str(PAGES / page)).run()
+            assert not at.exception, (page, at.exception)
+        at.switch_page(str(PAGES / "worklist.py")).run()
+        assert any(
+            "pseudonym_key_unavailable" in e.value and "pseudonym_key_file" in e.value
+            for e in at.error
+        )
+        config = tmp_path / "vfrisk.toml"
+        config.write_text(f'[dashboard]\npseudonym_key_file = "{tmp_path / "key"}"\n')
+        monkeypatch.setenv("VFRISK_CONFIG", str(config))
+        at = _app(db, monkeypatch)
+        at.run()
+        at.switch_page(str(PAGES / "worklist.py")).run()
+        assert not at.exception, at.exception
+        at.toggle(key="wl_show_ids").set_value(True).run()
+        assert not at.exception, at.exception
+        table = _table_with(at, "patient")
+        assert not ids & set(table["patient"])  # still pseudonyms
+        assert any("db_read_only" in e.value and "Identifiers" in e.value for e in at.error)
+        assert not at.toggle(key="wl_show_ids").value

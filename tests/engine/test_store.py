@@ -141,6 +141,44 @@ def test_an_unwritable_database_reads_and_refuses_writes_with_a_reason(tmp_path:
         assert err.value.code == "db_read_only" and "older schema" in err.value.message
 
 
+def test_a_database_in_an_unwritable_folder_reads_without_lock_files(tmp_path: Path) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    path = folder / "cohort.duckdb"
+    with Store(path).write() as con:
+        con.execute("INSERT INTO runs (run_id, command) VALUES ('r1', 'index')")
+    for lock in folder.glob("cohort.duckdb.*"):
+        lock.unlink()  # as if the file had been copied there
+    with _unwritable(path), _unwritable(folder):
+        assert Store(path).query("SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
+        assert not list(folder.glob("cohort.duckdb.*"))
+        with pytest.raises(VfriskError) as err:
+            Store(path).write().__enter__()
+        assert err.value.code == "db_read_only"
+        assert "archive" in err.value.message and "lock files" in err.value.message
+
+
+def test_lock_files_that_cannot_be_written_still_order_readers_and_writers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.duckdb"
+    store = Store(path)
+    with store.write() as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    locks = sorted(tmp_path.glob("db.duckdb.*"))
+    assert [p.name for p in locks] == ["db.duckdb.intent", "db.duckdb.lock", "db.duckdb.waiting"]
+    with contextlib.ExitStack() as stack:
+        for lock in locks:  # made by another user's writer: flock needs no write access
+            stack.enter_context(_unwritable(lock))
+        with store.read():  # a reader holds the shared lock: a writer must time out
+            with pytest.raises(VfriskError) as err:
+                Store(path, lock_timeout_s=0.3).write().__enter__()
+            assert err.value.code == "db_busy"
+        with store.write() as con:
+            con.execute("INSERT INTO t VALUES (1)")
+        assert store.query("SELECT x FROM t")["x"].tolist() == [1]
+
+
 def test_a_newer_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.duckdb"
     with Store(path).write():
