@@ -45,6 +45,11 @@ def query(db: Path, timeout: float, name: str, *args: Any) -> Any:
     return _cached(str(db), data_version(db), timeout, name, *args)
 
 
+def writable(db: Path) -> bool:
+    """Whether the audited actions (identifiers, export) can record their row here."""
+    return Store(db).writable()
+
+
 def record_audit(db: Path, timeout: float, **fields: Any) -> str:
     """Write one audit row in its own short write transaction; return its id."""
     with Store(db, lock_timeout_s=timeout).write() as con:

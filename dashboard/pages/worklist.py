@@ -57,10 +57,20 @@ def _audit_show_ids() -> None:
         st.session_state["wl_audit_error"] = f"[{exc.code}] {exc.message}"
 
 
+# audited actions need a database this process can write (not a read-only share)
+audited = data.writable(ctx.db)
+if not audited:
+    st.session_state["wl_show_ids"] = False
+    st.warning(
+        f"{ctx.db} cannot be written from here (a read-only file or folder): identifiers and "
+        "the export, which must be recorded in its audit table, are off. Open a writable "
+        "copy to use them."
+    )
 show_ids = st.toggle(
     "Show patient identifiers (for follow-up; recorded in the audit table)",
     key="wl_show_ids",
     on_change=_audit_show_ids,
+    disabled=not audited,
 )
 if "wl_audit_error" in st.session_state:
     st.error(
@@ -89,6 +99,7 @@ st.download_button(
     key="wl_export",
     on_click="ignore",
     icon=":material/download:",
+    disabled=not audited,
 )  # fmt: skip
 st.caption("Every export is recorded in the audit table (who, when, filters, rows).")
 

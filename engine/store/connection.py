@@ -194,6 +194,24 @@ class Store:
                 delay = min(delay * 1.5, 0.05)
 
     # -- public API ------------------------------------------------------------------------
+    def writable(self) -> bool:
+        """Whether this process could write the database: the file opens for writing and
+        the lock files beside it can be opened for writing (made when missing). No lock is
+        taken and no row changes: the dashboard asks before offering an audited action."""
+        try:
+            with open(self.path, "r+b"):
+                pass
+            for path in (self._waiting_path, self._intent_path, self._lock_path):
+                with open(path, "a+b"):
+                    pass
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno in _NOT_WRITABLE_ERRNO:
+                return False
+            raise
+        return True
+
     @contextlib.contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction: commit on success, roll back on any exception.

@@ -251,9 +251,20 @@ def test_worklist_on_a_database_that_cannot_be_written(
         at.run()
         at.switch_page(str(PAGES / "worklist.py")).run()
         assert not at.exception, at.exception
+        assert any("cannot be written" in w.value for w in at.warning)
+        assert at.toggle(key="wl_show_ids").disabled
+        (export,) = [e for e in at.get("download_button") if e.proto.id.endswith("wl_export")]
+        assert export.proto.disabled
+        assert not ids & set(_table_with(at, "patient")["patient"])  # pseudonyms
+    # the file turns read-only between the page's render and the click: no audit row, no
+    # identifiers
+    at = _app(db, monkeypatch)
+    at.run()
+    at.switch_page(str(PAGES / "worklist.py")).run()
+    assert not at.toggle(key="wl_show_ids").disabled
+    with _unwritable(db), _unwritable(db.parent):
         at.toggle(key="wl_show_ids").set_value(True).run()
         assert not at.exception, at.exception
-        table = _table_with(at, "patient")
-        assert not ids & set(table["patient"])  # still pseudonyms
         assert any("db_read_only" in e.value and "Identifiers" in e.value for e in at.error)
+        assert not ids & set(_table_with(at, "patient")["patient"])
         assert not at.toggle(key="wl_show_ids").value

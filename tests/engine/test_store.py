@@ -150,12 +150,14 @@ def test_a_database_in_an_unwritable_folder_reads_without_lock_files(tmp_path: P
     for lock in folder.glob("cohort.duckdb.*"):
         lock.unlink()  # as if the file had been copied there
     with _unwritable(path), _unwritable(folder):
+        assert not Store(path).writable()
         assert Store(path).query("SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
         assert not list(folder.glob("cohort.duckdb.*"))
         with pytest.raises(VfriskError) as err:
             Store(path).write().__enter__()
         assert err.value.code == "db_read_only"
         assert "archive" in err.value.message and "lock files" in err.value.message
+    assert Store(path).writable() and not Store(folder / "absent.duckdb").writable()
 
 
 def test_lock_files_that_cannot_be_written_still_order_readers_and_writers(
