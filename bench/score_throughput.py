@@ -117,7 +117,8 @@ def score_run(db: Path, model: Path, workers: int, device: str, batch: int) -> t
         if key in events
     )
     print(f"    from launch: {marks}")
-    peak_mb = max(peak, before) / 1024  # the main process (and spawned workers)
+    # the main process (and spawned workers); ru_maxrss is KB on Linux, bytes on macOS
+    peak_mb = max(peak, before) / (2**20 if sys.platform == "darwin" else 1024)
     if "score.pipeline" in events:
         print(f"    {_pipeline(events['score.pipeline'])}")
         # workers forked by the fork server are not our children: they report their own

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import traceback
@@ -367,7 +368,8 @@ def _peak_rss_mb() -> float:
         import resource
     except ImportError:  # not POSIX
         return 0.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KB here
 
 
 def _exit_with_parent(parent: int) -> None:
