@@ -51,6 +51,10 @@ def test_fast_path_against_pydicom_on_bad_and_odd_files(
     odd.mkdir()
     for cut in (100, 140, 300, 600, len(data) - 200, len(data) - 1):
         (odd / f"cut_{cut}").write_bytes(data[:cut])
+    # a cut inside an element's value (byte 600 may fall between two elements: the UIDs'
+    # lengths are random, and a header cut there reads as complete up to its end)
+    uid = pydicom.dcmread(good[0]).SeriesInstanceUID.encode()
+    (odd / "cut_in_uid").write_bytes(data[: data.index(uid) + len(uid) // 2])
     (odd / "random").write_bytes(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
     (odd / "empty").write_bytes(b"")
     ds = pydicom.dcmread(good[1])
@@ -73,9 +77,10 @@ def test_fast_path_against_pydicom_on_bad_and_odd_files(
     # where byte 600 falls depends on the random UIDs' lengths; a cut in the pixels does not
     assert codes[f"cut_{len(data) - 200}"] == "truncated" and codes["random"] == "not_dicom"
     assert codes["cut_600"] in {"truncated", "bad_header"}
+    assert codes["cut_in_uid"] == "truncated"
     assert codes["no_pixels"] == "no_pixel_data" and codes["no_series_uid"] == "bad_header"
     assert codes["implicit"] is None and codes["latin1"] is None
     # steps aside for what needs pydicom: cut files, non-ASCII text, functional groups
-    assert not _taken(odd / "cut_600") and not _taken(odd / "latin1")
+    assert not _taken(odd / "cut_in_uid") and not _taken(odd / "latin1")
     assert not _taken(odd / "enhanced.dcm") and not _taken(odd / "random")
     assert _taken(odd / "implicit") and _taken(odd / "no_pixels")
