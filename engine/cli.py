@@ -155,12 +155,15 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="weights file (.pt); the card is written beside it as .json",
     )
-    # defaults: engine.anatomy.train_muscles.TrainRequest (36 patients, 8 epochs, seed 7,
-    # width 8), which imports torch: the CLI's parser must not
-    train.add_argument("--patients", type=_positive_int, metavar="N")
-    train.add_argument("--epochs", type=_positive_int, metavar="E")
-    train.add_argument("--seed", type=int, metavar="S")
-    train.add_argument("--width", type=_positive_int, metavar="C")
+    # defaults: engine.anatomy.train_muscles.TrainRequest, which the parser does not import
+    # (engine.anatomy costs ~0.5 s); the help repeats them, a test holds them equal
+    train.add_argument("--patients", type=_positive_int, metavar="N",
+                       help="low-resolution patients generated (default 36)")  # fmt: skip
+    train.add_argument("--epochs", type=_positive_int, metavar="E",
+                       help="passes over the training slices (default 8)")  # fmt: skip
+    train.add_argument("--seed", type=int, metavar="S", help="cohort and training seed (default 7)")
+    train.add_argument("--width", type=_positive_int, metavar="C",
+                       help="channels of the first level (default 8)")  # fmt: skip
 
     score = sub.add_parser(
         "score",

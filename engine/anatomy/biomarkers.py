@@ -418,6 +418,8 @@ def _muscle(hu: np.ndarray, labels: np.ndarray, ids: tuple[int, ...], px_mm2: fl
 
     ``ids`` are consecutive label ids and ``labels`` uint8: ``np.isin(labels, ids)`` is one
     subtraction (wrapping below the first id) and one comparison."""
+    if ids != tuple(range(ids[0], ids[-1] + 1)):
+        raise ValueError(f"muscle ids must be consecutive, got {ids}")
     m = (labels - np.uint8(ids[0])) <= np.uint8(ids[-1] - ids[0])
     area = float(m.sum(axis=(1, 2)).mean() * px_mm2 / 100.0) if m.shape[0] else math.nan
     values = hu[m]

@@ -134,6 +134,20 @@ def test_segment_muscles_without_weights_is_muscle_weights_missing(tmp_path: Pat
     assert err.value.code == "muscle_weights_missing"
 
 
+def test_train_anatomy_help_states_the_request_defaults(capsys) -> None:  # noqa: ANN001
+    import dataclasses
+    import re
+
+    from engine.anatomy.train_muscles import TrainRequest
+
+    with pytest.raises(SystemExit):
+        main(["train-anatomy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("patients", "epochs", "seed", "width"):
+        default = next(f.default for f in dataclasses.fields(TrainRequest) if f.name == name)
+        assert re.search(rf"--{name} \w+ (?:(?!--).)*\(default {default}\)", text), name
+
+
 def test_train_anatomy_command_writes_weights_and_card(tmp_path: Path) -> None:
     out = tmp_path / "w" / "m.pt"
     argv = ["train-anatomy", "--out", str(out), "--patients", "1", "--epochs", "1"]
