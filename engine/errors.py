@@ -110,6 +110,10 @@ REASONS: dict[str, str] = {
         "Too few fractures (prevalent or incident) among the training patients to train and "
         "validate a model."
     ),
+    "recalibration_failed": (
+        "The validation patients cannot recalibrate the model's risk (no fracture by the "
+        "horizon, or a risk that does not rank them); the model is saved uncalibrated."
+    ),
     "worker_died": (
         "The worker process preparing the series died (out of memory, or killed) each time "
         "it was tried."

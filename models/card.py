@@ -52,6 +52,7 @@ __all__ = [
     "CARD_FORMAT",
     "NOTICE",
     "build_card",
+    "calibration_summary",
     "card_paths",
     "cross_fitted_combined",
     "find_cohort_manifest",
@@ -133,14 +134,9 @@ def metrics_for(
                 for i, h in enumerate(hs)
             }
             if calibrate:
-                cal = calibration(target, risk[:, h5 - 1], float(h5), alpha=alpha)
-                out["calibration_5y"] = {
-                    "slope": _interval(cal.slope, cal.slope_ci_low, cal.slope_ci_high),
-                    "intercept": _interval(
-                        cal.intercept, cal.intercept_ci_low, cal.intercept_ci_high
-                    ),
-                    "ici": _num(cal.ici),
-                }
+                out["calibration_5y"] = calibration_summary(
+                    target, risk[:, h5 - 1], h5, alpha=alpha
+                )
         except (VfriskError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             # too few patients or events in a set: say so instead of stopping the card
             out["notes"].append(f"survival metrics incomplete: {exc}")
@@ -151,6 +147,24 @@ def metrics_for(
         except (VfriskError, ValueError) as exc:
             out["notes"].append(f"detection AUROC not computed: {exc}")
     return out
+
+
+def calibration_summary(
+    target: SurvivalTarget, risk: np.ndarray, horizon: float, *, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Slope and intercept (with CIs, cloglog scale) and ICI of the risk by ``horizon``.
+
+    Raises
+    ------
+    VfriskError
+        No fracture by ``horizon`` in ``target``.
+    """
+    cal = calibration(target, risk, float(horizon), alpha=alpha)
+    return {
+        "slope": _interval(cal.slope, cal.slope_ci_low, cal.slope_ci_high),
+        "intercept": _interval(cal.intercept, cal.intercept_ci_low, cal.intercept_ci_high),
+        "ici": _num(cal.ici),
+    }
 
 
 def find_cohort_manifest(
@@ -319,6 +333,22 @@ def _metric_rows(name: str, m: dict[str, Any]) -> str:
     )
 
 
+def _recalibration_lines(internal: dict[str, Any]) -> list[str]:
+    """The recalibration the trainer fitted and what the raw head's calibration was."""
+    fit = internal.get("recalibration")
+    if not fit:
+        return []
+    raw = internal.get("calibration_5y_uncalibrated", {})
+    return [
+        f"- the {fit['horizon_years']}-year risk is recalibrated (`[train] recalibrate`): "
+        f"risk = 1 - exp(-exp(a) * H^b) with a = {fit['intercept']:+.3f}, b = "
+        f"{fit['slope']:.3f}, fitted on the {fit['patients']} validation patients; the internal "
+        f"calibration slope above is {fit['internal_estimate']} (each part recalibrated by "
+        f"a fit on the others); before recalibration: slope {_fmt(raw.get('slope'))}, "
+        f"intercept {_fmt(raw.get('intercept'))}, ICI {_fmt({'estimate': raw.get('ici')})}"
+    ]
+
+
 def _augmentation_text(aug: dict[str, Any] | None) -> str:
     if not aug or not aug.get("enabled", True):
         return "none"
@@ -417,6 +447,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     sets = [card["metrics"]["internal_validation"], *card["metrics"]["external"].values()]
     notes = [n for m in sets for n in m.get("notes", [])]
     lines += [f"- {n}" for n in notes]
+    lines += _recalibration_lines(card["metrics"]["internal_validation"])
     folds = card["training"]["folds"]
     lines += ["", "## Training run"]
     for f in folds:
@@ -597,12 +628,7 @@ def synthetic_check(
             "predicted_mean": [_num(risk[:, y - 1].mean()) for y in years],
             "observed_aj": [_num(v) if len(aj.times) else None for v in observed],
         }
-        cal = calibration(target, scores["model_5y"], 5.0)
-        out["calibration_5y"] = {
-            "slope": _interval(cal.slope, cal.slope_ci_low, cal.slope_ci_high),
-            "intercept": _interval(cal.intercept, cal.intercept_ci_low, cal.intercept_ci_high),
-            "ici": _num(cal.ici),
-        }
+        out["calibration_5y"] = calibration_summary(target, scores["model_5y"], 5.0)
     return out
 
 

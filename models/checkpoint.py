@@ -32,6 +32,10 @@ __all__ = ["FORMAT", "Checkpoint", "compute_model_id", "load_checkpoint", "save_
 #: Written into every file; a file of another format is refused.
 FORMAT = "vfrisk-fracture-net/1"
 
+#: Buffers a file written before they existed may lack; the network's defaults stand in
+#: (the survival head's recalibration: the identity).
+_ADDED_LATER = frozenset({"survival.recalibration"})
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -186,7 +190,14 @@ def load_checkpoint(
             "or edited); restore it from the original",
         )
     model = FractureNet(config)
-    model.load_state_dict(state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - _ADDED_LATER:
+        raise VfriskError(
+            "checkpoint_mismatch",
+            f"{path}: its weights do not fit the network its configuration describes "
+            f"(missing {sorted(missing)}, unexpected {sorted(unexpected)}); it was written "
+            "by another vfrisk version: retrain with `vfrisk train`",
+        )
     return Checkpoint(
         model=model.to(device).eval(),
         config=config,

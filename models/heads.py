@@ -12,13 +12,21 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.config import HAZARD_ACTIVATIONS
 
-__all__ = ["AttentionPool", "CumulativeProbabilityLayer", "DetectionHead", "MaskedMeanPool"]
+__all__ = [
+    "AttentionPool",
+    "CumulativeProbabilityLayer",
+    "DetectionHead",
+    "MaskedMeanPool",
+    "recalibrated_risk",
+]
 
 
 class MaskedMeanPool(nn.Module):
@@ -101,6 +109,15 @@ class CumulativeProbabilityLayer(nn.Module):
     gradient everywhere, so no year can die; it is the default of new models
     (``ModelConfig.hazard_activation``).
 
+    **Recalibration.** ``sigmoid(logit)`` is ``1 - exp(-H)`` with the cumulative hazard
+    ``H = softplus(logit)``. The buffer ``recalibration = (a, b)`` (identity ``(0, 1)``
+    while training) turns it into ``risk = 1 - exp(-exp(a) * H^b)``: the proportional
+    hazards recalibration that :func:`engine.evaluation.calibration.recalibration_fit`
+    estimates on the cloglog scale (``cloglog(risk) = a + b * log(H)``). The trainer fits
+    it on the development site's validation patients; with ``b > 0`` it keeps every
+    patient's order at each horizon and the risk non-decreasing in t. The logits stay
+    uncalibrated: they are what the survival loss trains.
+
     Parameters
     ----------
     dim : int
@@ -118,9 +135,20 @@ class CumulativeProbabilityLayer(nn.Module):
         self.activation = F.softplus if activation == "softplus" else F.relu
         self.hazard_fc = nn.Linear(dim, max_followup)
         self.base_hazard_fc = nn.Linear(dim, 1)
+        self.register_buffer("recalibration", torch.tensor([0.0, 1.0]))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Yearly hazards and cumulative logits.
+    @torch.no_grad()
+    def set_recalibration(self, intercept: float, slope: float) -> None:
+        """Set ``(a, b)`` of the recalibration (class doc); ``slope`` must be > 0."""
+        if not (math.isfinite(intercept) and math.isfinite(slope) and slope > 0):
+            raise ValueError(
+                f"recalibration needs a finite intercept and a slope > 0, got "
+                f"({intercept!r}, {slope!r}): a slope <= 0 would reverse the risk order"
+            )
+        self.recalibration.copy_(torch.tensor([intercept, slope]))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Yearly hazards, cumulative logits and the (recalibrated) cumulative risk.
 
         Parameters
         ----------
@@ -132,11 +160,29 @@ class CumulativeProbabilityLayer(nn.Module):
         hazards : torch.Tensor
             float32, shape (B, T), >= 0.
         logits : torch.Tensor
-            float32, shape (B, T), non-decreasing along T; ``sigmoid(logits[:, t-1])`` is
-            P(fracture by year t).
+            float32, shape (B, T), non-decreasing along T: the uncalibrated logits of
+            P(fracture by year t) (what the loss takes).
+        risk : torch.Tensor
+            float32, shape (B, T), in [0, 1], non-decreasing along T: P(fracture by year
+            t) after the recalibration.
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             hazards = self.activation(self.hazard_fc(x))
             logits = torch.cumsum(hazards, dim=1) + self.base_hazard_fc(x)
-        return hazards, logits
+            risk = recalibrated_risk(F.softplus(logits), self.recalibration)
+        return hazards, logits, risk
+
+
+def recalibrated_risk(cumulative_hazard: torch.Tensor, recalibration: torch.Tensor) -> torch.Tensor:
+    """``1 - exp(-exp(a) * H^b)`` for ``recalibration = (a, b)``; ``(0, 1)`` gives ``1 - exp(-H)``.
+
+    Parameters
+    ----------
+    cumulative_hazard : torch.Tensor
+        ``H >= 0``, any shape.
+    recalibration : torch.Tensor
+        shape (2,): intercept ``a`` and slope ``b > 0`` on the cloglog scale.
+    """
+    a, b = recalibration[0], recalibration[1]
+    return -torch.expm1(-torch.exp(a + b * torch.log(cumulative_hazard)))

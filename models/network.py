@@ -60,9 +60,12 @@ class MultitaskOutput(NamedTuple):
         float32, shape (B, T), >= 0: the yearly hazards of the survival head.
     risk : torch.Tensor or None
         float32, shape (B, T), in [0, 1], non-decreasing along T: ``risk[:, t - 1]`` is
-        P(fracture by year t), t = 1..max_followup.
+        P(fracture by year t), t = 1..max_followup, after the survival head's
+        recalibration (:class:`~models.heads.CumulativeProbabilityLayer`; the identity
+        until the trainer fits it).
     risk_logit : torch.Tensor or None
-        float32, shape (B, T): ``logit(risk)``, what the survival loss takes (stable BCE).
+        float32, shape (B, T): the head's uncalibrated logits (``logit(risk)`` under the
+        identity recalibration), what the survival loss takes (stable BCE).
     """
 
     fracture_logit: torch.Tensor | None
@@ -243,8 +246,7 @@ class FractureNet(nn.Module):
             )
         if self.survival is not None and self.survival_pool is not None:
             pooled = self._join(self.survival_pool(tokens, mask), quant)
-            hazards, risk_logit = self.survival(self.dropout(pooled))
-            risk = torch.sigmoid(risk_logit)
+            hazards, risk_logit, risk = self.survival(self.dropout(pooled))
         return MultitaskOutput(
             fracture_logit=logit, hazards=hazards, risk=risk, risk_logit=risk_logit
         )

@@ -31,6 +31,7 @@ What one call of :func:`train` does (issue 6, "Training"; Kong et al. 2025):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -46,7 +47,14 @@ from engine.anatomy.inputs import PreprocessingSettings
 from engine.errors import VfriskError
 from engine.evaluation import SurvivalTarget, auroc, harrell_c
 from engine.prepare import PrepareFailure
-from models.card import build_card, find_cohort_manifest, metrics_for, write_card
+from models import recalibration
+from models.card import (
+    build_card,
+    calibration_summary,
+    find_cohort_manifest,
+    metrics_for,
+    write_card,
+)
 from models.checkpoint import save_checkpoint
 from models.config import ModelConfig
 from models.data import (
@@ -86,6 +94,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 _DEVICES = ("auto", "cpu", "cuda")
 _SELECT = ("c_index", "mean")
+#: Parts of the validation patients for the cross-fitted internal calibration.
+_RECALIBRATION_PARTS = 5
 
 
 def _bad(message: str) -> VfriskError:
@@ -334,6 +344,15 @@ class TrainRequest:
         The exact command line, recorded in the checkpoint and the card.
     recipe : str
         Name of the recipe the values came from (recorded).
+    select : str
+        Validation metric that picks the epoch (``c_index`` or ``mean``).
+    survival_loss : str
+        ``likelihood`` or ``bce`` (:func:`models.losses.survival_loss`).
+    recalibrate : bool
+        Fit the risk's recalibration on the validation patients (:mod:`models.recalibration`).
+    ema_decay : float
+        0 = validate and keep the trained weights; else their exponential moving average
+        over the optimiser steps with this decay (:class:`_Ema`).
     """
 
     db: Path
@@ -359,11 +378,15 @@ class TrainRequest:
     recipe: str = "default"
     select: str = "c_index"
     survival_loss: str = "likelihood"
+    recalibrate: bool = True
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "workers", "min_events"):
             if getattr(self, name) < 1:
                 raise _bad(f"train: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise _bad(f"train: ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 1.0:
             raise _bad(f"train: val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.folds is not None and self.folds < 2:
@@ -443,6 +466,8 @@ class TrainRequest:
             recipe=recipe,
             select=str(values["select"]),
             survival_loss=str(values["survival_loss"]),
+            recalibrate=bool(values["recalibrate"]),
+            ema_decay=float(values["ema_decay"]),
         )
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -453,7 +478,8 @@ class TrainRequest:
             "weight_decay": self.weight_decay, "seed": self.seed,
             "val_fraction": self.val_fraction, "folds": self.folds, "patience": self.patience,
             "min_events": self.min_events, "select": self.select,
-            "survival_loss": self.survival_loss,
+            "survival_loss": self.survival_loss, "recalibrate": self.recalibrate,
+            "ema_decay": self.ema_decay,
             "augmentation": dataclasses.asdict(self.augmentation),
             "batches": "stratified by prevalent x incident fracture (cohort proportions)",
         }  # fmt: skip
@@ -596,6 +622,34 @@ class _Fit:
     val_predictions: list[Prediction]
 
 
+class _Ema:
+    """Exponential moving average of a network's weights (Polyak averaging).
+
+    After each optimiser step ``avg = d * avg + (1 - d) * weights`` with ``d = min(decay,
+    (1 + n) / (10 + n))`` after ``n`` steps (the warm-up of TensorFlow's
+    ``ExponentialMovingAverage``: the first steps do not drag the initial weights along).
+    Buffers (the intensity branch's scaling, the recalibration) are copied. The average
+    is the network that is validated and kept; it moves less from batch to batch than
+    the trained weights, which a small validation set otherwise reads as noise.
+    """
+
+    def __init__(self, model: FractureNet, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: FractureNet) -> None:
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.lerp_(p.detach(), 1.0 - d)
+        for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg.copy_(b)
+
+
 def _fit(
     request: TrainRequest,
     train_ex: Sequence[Example],
@@ -630,6 +684,7 @@ def _fit(
         weighting.to(device)
         groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=request.lr)
+    ema = _Ema(model, request.ema_decay) if request.ema_decay > 0 else None
     best = _Fit(state={}, best_epoch=0, best_metric=-math.inf, history=[], val_predictions=[])
     stale = 0
     for epoch in range(1, request.epochs + 1):
@@ -662,10 +717,13 @@ def _fit(
             opt.zero_grad(set_to_none=True)
             multitask_backward(weighting, losses, model)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             for i, loss in enumerate(losses):
                 losses_sum[i] += float(loss.detach())
             steps += 1
-        preds = predict(model, val_in.inputs, device=device, features=val_in.features)
+        kept = model if ema is None else ema.model
+        preds = predict(kept, val_in.inputs, device=device, features=val_in.features)
         metric = _selection_metric(config, val_ex, preds, request.select)
         mean = losses_sum / max(steps, 1)
         seconds = time.perf_counter() - t0
@@ -675,7 +733,7 @@ def _fit(
         )  # fmt: skip
         improved = metric > best.best_metric or not best.state
         if improved:
-            best.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best.state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
             best.best_epoch = epoch
             best.best_metric = metric if not math.isnan(metric) else -math.inf
             best.val_predictions = preds
@@ -692,6 +750,64 @@ def _fit(
             log(f"  early stop: no better validation metric for {request.patience} epochs")
             break
     return best
+
+
+def _recalibrate(
+    request: TrainRequest,
+    model: FractureNet,
+    dev: Sequence[Example],
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    fits: Sequence[_Fit],
+    best_fold: int,
+    val_metrics: dict[str, Any],
+    alpha: float,
+    log: Callable[[str], None],
+) -> None:
+    """Fit the kept model's recalibration on its validation patients (into ``model``) and
+    replace the internal calibration by its cross-fitted estimate (:mod:`models.recalibration`).
+
+    The uncalibrated estimate stays in ``val_metrics['calibration_5y_uncalibrated']``, the
+    fit in ``val_metrics['recalibration']``. A fit that fails leaves the model as it is,
+    with a note.
+    """
+    horizon = min(5, request.model.max_followup)
+    try:
+        val = [dev[i] for i in splits[best_fold][1]]
+        fitted = recalibration.fit(val, fits[best_fold].val_predictions, horizon)
+        crossed: dict[int, Prediction] = {}
+        for (_, va), f in zip(splits, fits, strict=True):
+            members = [dev[i] for i in va]
+            parts = split_indices(
+                members, horizon=horizon, seed=request.seed, val_fraction=0.5,
+                folds=_RECALIBRATION_PARTS,
+            )  # fmt: skip
+            done = recalibration.cross_fitted(
+                members, f.val_predictions, horizon, [p for _, p in parts]
+            )
+            crossed.update(zip(va.tolist(), done, strict=True))
+        idx = sorted(crossed)
+        target = SurvivalTarget.from_arrays(
+            [dev[i].followup_years for i in idx], [dev[i].event for i in idx]
+        )
+        risk = np.array([crossed[i].risk[horizon - 1] for i in idx])  # type: ignore[index]
+        cross = calibration_summary(target, risk, horizon, alpha=alpha)
+    except VfriskError as exc:
+        log(f"  not recalibrated: {exc.message}")
+        val_metrics["notes"].append(f"not recalibrated: {exc.message}")
+        return
+    model.survival.set_recalibration(*fitted)  # type: ignore[union-attr]
+    log(
+        f"  recalibrated the {horizon}-year risk on {len(val)} validation patients: "
+        f"cloglog intercept {fitted.intercept:+.3f}, slope {fitted.slope:.3f}"
+    )
+    if "calibration_5y" in val_metrics:
+        val_metrics["calibration_5y_uncalibrated"] = val_metrics["calibration_5y"]
+    val_metrics["calibration_5y"] = cross
+    val_metrics["recalibration"] = {
+        "intercept": round(fitted.intercept, 6), "slope": round(fitted.slope, 6),
+        "patients": len(val), "horizon_years": horizon,
+        "internal_estimate": f"cross-fitted over {_RECALIBRATION_PARTS} parts",
+    }  # fmt: skip
 
 
 def _canal_reference_hu(
@@ -843,6 +959,10 @@ def train(
     val_metrics = metrics_for(
         [dev[i] for i in val_idx], [oof[i] for i in val_idx], calibrate=True, **metric_opts
     )
+    if request.recalibrate and request.model.has_survival:
+        _recalibrate(
+            request, model, dev, splits, fits, best_fold, val_metrics, metric_opts["alpha"], log
+        )
     external: dict[str, dict[str, Any]] = {}
     for site, members in sorted(_by_site(cache.examples).items()):
         if site in request.sites:

@@ -15,6 +15,7 @@ from engine.evaluation.calibration import (
     CalibrationTable,
     calibration,
     calibration_table,
+    recalibration_fit,
 )
 from engine.evaluation.concordance import (
     ConcordanceResult,
@@ -82,6 +83,7 @@ __all__ = [
     "logrank_test",
     "net_benefit",
     "numbers_at_risk",
+    "recalibration_fit",
     "threshold_metrics",
     "uno_c",
 ]

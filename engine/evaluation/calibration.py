@@ -39,7 +39,13 @@ from engine.evaluation.curves import aalen_johansen, kaplan_meier, step_at
 from engine.evaluation.ipcw import censoring_survival
 from engine.evaluation.target import COMPETING, EVENT, SurvivalTarget, check_scores
 
-__all__ = ["CalibrationResult", "CalibrationTable", "calibration", "calibration_table"]
+__all__ = [
+    "CalibrationResult",
+    "CalibrationTable",
+    "calibration",
+    "calibration_table",
+    "recalibration_fit",
+]
 
 _EPS = 1e-10
 
@@ -196,6 +202,45 @@ def _known_status(target: SurvivalTarget, horizon: float) -> tuple[np.ndarray, n
     return y, w
 
 
+def _known(
+    target: SurvivalTarget, lp: np.ndarray, horizon: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cloglog(F)``, ``Y`` and IPCW weight of the patients whose status at ``horizon`` counts."""
+    y, w = _known_status(target, horizon)
+    keep = w > 0
+    if y[keep].sum() == 0:
+        raise VfriskError(
+            "bad_argument", f"no fracture observed by {horizon} years; cannot calibrate"
+        )
+    return lp[keep], y[keep], w[keep]
+
+
+def recalibration_fit(target: SurvivalTarget, risk: object, horizon: float) -> tuple[float, float]:
+    """Intercept ``a`` and slope ``b`` of ``cloglog P(Y=1) = a + b * cloglog(F)`` (IPCW).
+
+    The joint fit whose ``b`` is :func:`calibration`'s slope; ``1 - exp(-exp(a + b *
+    cloglog(F)))`` is then the recalibrated risk by ``horizon`` (a proportional hazards
+    recalibration, module doc).
+
+    Parameters
+    ----------
+    target : SurvivalTarget
+    risk : array_like, shape (n,)
+        Predicted probability of fracture by ``horizon``.
+    horizon : float
+        Years.
+
+    Returns
+    -------
+    tuple of float
+        ``(a, b)``.
+    """
+    lp = _cloglog(_check_risk(target, risk, horizon))
+    xk, yk, wk = _known(target, lp, horizon)
+    beta, _ = _glm_cloglog(np.column_stack((np.ones(xk.size), xk)), yk, wk, np.zeros(xk.size))
+    return float(beta[0]), float(beta[1])
+
+
 def calibration(
     target: SurvivalTarget, risk: object, horizon: float, *, alpha: float = 0.05
 ) -> CalibrationResult:
@@ -216,17 +261,11 @@ def calibration(
     CalibrationResult
     """
     f = _check_risk(target, risk, horizon)
-    y, w = _known_status(target, horizon)
-    keep = w > 0
-    if y[keep].sum() == 0:
-        raise VfriskError(
-            "bad_argument", f"no fracture observed by {horizon} years; cannot calibrate"
-        )
     lp = _cloglog(f)
-    xk, yk, wk, lk = lp[keep], y[keep], w[keep], lp[keep]
+    xk, yk, wk = _known(target, lp, horizon)
     ones = np.ones((xk.size, 1))
     z = stats.norm.ppf(1 - alpha / 2)
-    (a,), cov_a = _glm_cloglog(ones, yk, wk, lk)
+    (a,), cov_a = _glm_cloglog(ones, yk, wk, xk)
     beta, cov_b = _glm_cloglog(np.column_stack((ones, xk)), yk, wk, np.zeros(xk.size))
     se_a, se_b = np.sqrt(cov_a[0, 0]), np.sqrt(cov_b[1, 1])
     knots = np.quantile(lp, [0.05, 0.35, 0.65, 0.95])

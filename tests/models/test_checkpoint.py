@@ -33,6 +33,7 @@ def test_checkpoint_reload_gives_identical_outputs(
     tmp_path: Path, tiny_config: ModelConfig
 ) -> None:
     net = _trained(tiny_config)
+    net.survival.set_recalibration(-0.2, 0.8)  # a buffer: it travels with the weights
     path = tmp_path / "sub" / "model.pt"
     model_id = save_checkpoint(net, path, preprocessing_version="pp1", metadata={"epoch": 3})
     ck = load_checkpoint(path, preprocessing_version="pp1")
@@ -44,6 +45,40 @@ def test_checkpoint_reload_gives_identical_outputs(
     a, b = net(x, present), ck.model(x, present)
     for name in ("fracture_logit", "hazards", "risk"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+
+
+def _rewrite(path: Path, edit) -> None:
+    """Edit a checkpoint's tensors and give it the model id they make (a consistent file)."""
+    blob = torch.load(path, weights_only=True)
+    edit(blob["state_dict"])
+    config = ModelConfig.from_dict(blob["config"])
+    blob["model_id"] = compute_model_id(config, blob["state_dict"], blob["preprocessing_version"])
+    torch.save(blob, path)
+
+
+def test_a_file_from_before_the_recalibration_loads_with_none(
+    tmp_path: Path, tiny_config: ModelConfig
+) -> None:
+    path = tmp_path / "old.pt"
+    net = _trained(tiny_config)
+    save_checkpoint(net, path, preprocessing_version="pp1")
+    _rewrite(path, lambda state: state.pop("survival.recalibration"))
+    old_id = torch.load(path, weights_only=True)["model_id"]
+    ck = load_checkpoint(path, preprocessing_version="pp1")
+    assert ck.model_id == old_id  # the id of the file as written
+    torch.testing.assert_close(ck.model.survival.recalibration, torch.tensor([0.0, 1.0]))
+    x, present = _inputs()
+    torch.testing.assert_close(ck.model(x, present).risk, net(x, present).risk, rtol=0, atol=0)
+    # any other gap or surplus is another network: refused
+    _rewrite(path, lambda state: state.update(extra=torch.zeros(2)))
+    with pytest.raises(VfriskError, match="unexpected \\['extra'\\]") as err:
+        load_checkpoint(path, preprocessing_version="pp1")
+    assert err.value.code == "checkpoint_mismatch"
+    _rewrite(path, lambda state: (state.pop("extra"), state.pop("level_embedding")))
+    with pytest.raises(
+        VfriskError, match="missing \\['level_embedding', 'survival\\.recalibration'\\]"
+    ):
+        load_checkpoint(path, preprocessing_version="pp1")
 
 
 def test_model_id_depends_on_weights_and_preprocessing(tiny_config: ModelConfig) -> None:

@@ -33,7 +33,8 @@ def test_output_shapes_and_named_fields(tiny_config: ModelConfig) -> None:
     for t in (out.hazards, out.risk, out.risk_logit):
         assert t.shape == (3, tiny_config.max_followup)
         assert t.dtype == torch.float32
-    torch.testing.assert_close(out.risk, torch.sigmoid(out.risk_logit), rtol=0, atol=0)
+    # identity recalibration: risk = 1 - exp(-softplus(logit)) = sigmoid(logit)
+    torch.testing.assert_close(out.risk, torch.sigmoid(out.risk_logit), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_cumulative_layer_against_mirai_matrix_form() -> None:
         layer.hazard_fc.bias.zero_()
         layer.base_hazard_fc.weight.copy_(torch.tensor([[0.0, -1.0]]))
         layer.base_hazard_fc.bias.zero_()
-    hazards, logits = layer(torch.tensor([[1.0, 1.0]]))
+    hazards, logits, _ = layer(torch.tensor([[1.0, 1.0]]))
     # by hand: raw hazards (1, -1, 2) -> ReLU (1, 0, 2); base -1 -> logits (0, 0, 2)
     torch.testing.assert_close(hazards, torch.tensor([[1.0, 0.0, 2.0]]))
     torch.testing.assert_close(logits, torch.tensor([[0.0, 0.0, 2.0]]))
@@ -94,7 +95,7 @@ def test_softplus_hazards_by_hand_and_no_year_can_die() -> None:
         layer.base_hazard_fc.weight.zero_()
         layer.base_hazard_fc.bias.fill_(-2.0)
     x = torch.tensor([[0.0]])
-    hazards, logits = layer(x)
+    hazards, logits, _ = layer(x)
     # by hand: softplus(0) = ln 2; softplus(-30) = ln(1 + e^-30) ~ 9.4e-14
     expected = torch.tensor([[math.log(2.0), math.log1p(math.exp(-30.0))]])
     torch.testing.assert_close(hazards, expected)
@@ -182,3 +183,23 @@ def test_forward_on_device_against_cpu(tiny_config: ModelConfig, device: str) ->
     assert amp.risk.dtype == torch.float32
     assert torch.all((amp.risk >= 0) & (amp.risk <= 1))
     assert torch.all(amp.risk[:, 1:] >= amp.risk[:, :-1])
+
+
+def test_recalibration_moves_the_risk_and_keeps_order_and_logits() -> None:
+    torch.manual_seed(0)
+    layer = CumulativeProbabilityLayer(4, 5)
+    x = torch.randn(32, 4)
+    _, logits, risk = layer(x)
+    layer.set_recalibration(-0.3, 0.7)
+    _, logits2, risk2 = layer(x)
+    assert torch.equal(logits2, logits)  # what the loss trains is untouched
+    expected = -torch.expm1(-math.exp(-0.3) * torch.nn.functional.softplus(logits) ** 0.7)
+    torch.testing.assert_close(risk2, expected)
+    assert not torch.allclose(risk2, risk, atol=1e-3)
+    assert bool((risk2[:, 1:] >= risk2[:, :-1]).all())
+    for t in range(5):  # each year ranks the patients as before
+        assert torch.equal(torch.argsort(risk2[:, t]), torch.argsort(risk[:, t]))
+    for bad in [(0.0, 0.0), (0.0, -1.0), (math.nan, 1.0), (0.0, math.inf)]:
+        with pytest.raises(ValueError, match="slope > 0"):
+            layer.set_recalibration(*bad)
+    torch.testing.assert_close(layer.recalibration, torch.tensor([-0.3, 0.7]))

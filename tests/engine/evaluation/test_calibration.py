@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engine.errors import VfriskError
-from engine.evaluation import SurvivalTarget, calibration, calibration_table
+from engine.evaluation import SurvivalTarget, calibration, calibration_table, recalibration_fit
 
 
 def _cohort(n: int, seed: int):
@@ -45,6 +45,23 @@ def test_miscalibration_is_detected():
     assert calibration(tg, np.clip(spread, 0, 1), 3.0).intercept < 0
     flat = calibration(tg, np.full(tg.n, cif(3.0).mean()) + 1e-9 * np.arange(tg.n), 3.0)
     assert flat.slope > 5  # a non-discriminating score needs a steep recalibration
+
+
+def test_recalibration_fit_undoes_a_known_distortion():
+    tg, cif = _cohort(40_000, seed=24)
+    lp = np.log(-np.log1p(-cif(3.0)))
+    distorted = -np.expm1(-np.exp(0.3 + 1.5 * lp))  # too extreme and too high
+    a, b = recalibration_fit(tg, distorted, 3.0)
+    assert b == pytest.approx(1 / 1.5, rel=0.1) and a == pytest.approx(-0.3 / 1.5, abs=0.1)
+    before = calibration(tg, distorted, 3.0)
+    assert before.slope == pytest.approx(b)  # the fit whose slope calibration() reports
+    fixed = -np.expm1(-np.exp(a + b * np.log(-np.log1p(-distorted))))
+    after = calibration(tg, fixed, 3.0)
+    assert after.slope == pytest.approx(1.0, abs=1e-6)
+    assert after.intercept == pytest.approx(0.0, abs=1e-6)
+    assert after.ici < 0.01 < before.ici
+    with pytest.raises(VfriskError, match="no fracture observed"):
+        recalibration_fit(SurvivalTarget.from_arrays([1.0, 4.0], [0, 1]), [0.1, 0.2], 3.0)
 
 
 def test_calibration_rejects_non_probabilities():
