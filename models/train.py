@@ -31,7 +31,6 @@ What one call of :func:`train` does (issue 6, "Training"; Kong et al. 2025):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -350,9 +349,6 @@ class TrainRequest:
         ``likelihood`` or ``bce`` (:func:`models.losses.survival_loss`).
     recalibrate : bool
         Fit the risk's recalibration on the validation patients (:mod:`models.recalibration`).
-    ema_decay : float
-        0 = validate and keep the trained weights; else their exponential moving average
-        over the optimiser steps with this decay (:class:`_Ema`).
     """
 
     db: Path
@@ -379,14 +375,11 @@ class TrainRequest:
     select: str = "c_index"
     survival_loss: str = "likelihood"
     recalibrate: bool = True
-    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "workers", "min_events"):
             if getattr(self, name) < 1:
                 raise _bad(f"train: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise _bad(f"train: ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 1.0:
             raise _bad(f"train: val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.folds is not None and self.folds < 2:
@@ -467,7 +460,6 @@ class TrainRequest:
             select=str(values["select"]),
             survival_loss=str(values["survival_loss"]),
             recalibrate=bool(values["recalibrate"]),
-            ema_decay=float(values["ema_decay"]),
         )
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -479,7 +471,6 @@ class TrainRequest:
             "val_fraction": self.val_fraction, "folds": self.folds, "patience": self.patience,
             "min_events": self.min_events, "select": self.select,
             "survival_loss": self.survival_loss, "recalibrate": self.recalibrate,
-            "ema_decay": self.ema_decay,
             "augmentation": dataclasses.asdict(self.augmentation),
             "batches": "stratified by prevalent x incident fracture (cohort proportions)",
         }  # fmt: skip
@@ -622,34 +613,6 @@ class _Fit:
     val_predictions: list[Prediction]
 
 
-class _Ema:
-    """Exponential moving average of a network's weights (Polyak averaging).
-
-    After each optimiser step ``avg = d * avg + (1 - d) * weights`` with ``d = min(decay,
-    (1 + n) / (10 + n))`` after ``n`` steps (the warm-up of TensorFlow's
-    ``ExponentialMovingAverage``: the first steps do not drag the initial weights along).
-    Buffers (the intensity branch's scaling, the recalibration) are copied. The average
-    is the network that is validated and kept; it moves less from batch to batch than
-    the trained weights, which a small validation set otherwise reads as noise.
-    """
-
-    def __init__(self, model: FractureNet, decay: float) -> None:
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.decay = decay
-        self.steps = 0
-
-    @torch.no_grad()
-    def update(self, model: FractureNet) -> None:
-        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        self.steps += 1
-        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            avg.lerp_(p.detach(), 1.0 - d)
-        for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            avg.copy_(b)
-
-
 def _fit(
     request: TrainRequest,
     train_ex: Sequence[Example],
@@ -684,7 +647,6 @@ def _fit(
         weighting.to(device)
         groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=request.lr)
-    ema = _Ema(model, request.ema_decay) if request.ema_decay > 0 else None
     best = _Fit(state={}, best_epoch=0, best_metric=-math.inf, history=[], val_predictions=[])
     stale = 0
     for epoch in range(1, request.epochs + 1):
@@ -717,13 +679,10 @@ def _fit(
             opt.zero_grad(set_to_none=True)
             multitask_backward(weighting, losses, model)
             opt.step()
-            if ema is not None:
-                ema.update(model)
             for i, loss in enumerate(losses):
                 losses_sum[i] += float(loss.detach())
             steps += 1
-        kept = model if ema is None else ema.model
-        preds = predict(kept, val_in.inputs, device=device, features=val_in.features)
+        preds = predict(model, val_in.inputs, device=device, features=val_in.features)
         metric = _selection_metric(config, val_ex, preds, request.select)
         mean = losses_sum / max(steps, 1)
         seconds = time.perf_counter() - t0
@@ -733,7 +692,7 @@ def _fit(
         )  # fmt: skip
         improved = metric > best.best_metric or not best.state
         if improved:
-            best.state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
+            best.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best.best_epoch = epoch
             best.best_metric = metric if not math.isnan(metric) else -math.inf
             best.val_predictions = preds

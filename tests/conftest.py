@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,28 @@ def dciodvfy_errors(require_tool: Callable[[str], str]) -> Callable[[Path], list
         return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
     return errors
+
+
+@contextlib.contextmanager
+def _unwritable(path: Path) -> Iterator[None]:
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+        return
+    chattr = shutil.which("chattr")
+    if not chattr or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a file unwritable for root here (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+@pytest.fixture
+def unwritable() -> Callable[[Path], contextlib.AbstractContextManager[None]]:
+    """``with unwritable(path):`` makes ``path`` unwritable for this process (chmod; for
+    root, which chmod does not stop, ``chattr +i``), or skips the test where it cannot."""
+    return _unwritable

@@ -220,20 +220,18 @@ def test_pages_keep_working_while_another_process_writes(scored_db, tmp_path, ap
 
 
 def test_worklist_on_a_database_that_cannot_be_written(
-    scored_db, tmp_path, app_env, monkeypatch
+    scored_db, tmp_path, app_env, monkeypatch, unwritable
 ) -> None:
     """A database on a read-only share: the pages read; the worklist names the key setting
     when its pseudonym key cannot be made beside the file, and identifiers stay hidden when
     their audit row cannot be written."""
     import shutil
 
-    from tests.engine.test_store import _unwritable
-
     db = tmp_path / "archive" / "cohort.duckdb"
     db.parent.mkdir()
     shutil.copy(scored_db.db, db)
     ids = {r[0] for r in _sql(db, "SELECT patient_id FROM clinical")}
-    with _unwritable(db), _unwritable(db.parent):
+    with unwritable(db), unwritable(db.parent):
         at = _app(db, monkeypatch)
         at.run()
         for page in PAGE_FILES:
@@ -262,7 +260,7 @@ def test_worklist_on_a_database_that_cannot_be_written(
     at.run()
     at.switch_page(str(PAGES / "worklist.py")).run()
     assert not at.toggle(key="wl_show_ids").disabled
-    with _unwritable(db), _unwritable(db.parent):
+    with unwritable(db), unwritable(db.parent):
         at.toggle(key="wl_show_ids").set_value(True).run()
         assert not at.exception, at.exception
         assert any("db_read_only" in e.value and "Identifiers" in e.value for e in at.error)

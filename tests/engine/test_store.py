@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -105,31 +104,14 @@ def test_an_older_database_is_upgraded_by_the_first_writer(tmp_path: Path) -> No
     assert row.to_dict("records") == [{"series_uid": "s1", "canal_hu": 21.5}]
 
 
-@contextlib.contextmanager
-def _unwritable(path: Path) -> Iterator[None]:
-    """``path`` made unwritable for this process (chmod; chattr +i for root), or skip."""
-    if os.geteuid() != 0:
-        path.chmod(0o444)
-        try:
-            yield
-        finally:
-            path.chmod(0o644)
-        return
-    chattr = shutil.which("chattr")
-    if not chattr or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
-        pytest.skip("cannot make a file unwritable for root here (chattr +i)")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
-
-
-def test_an_unwritable_database_reads_and_refuses_writes_with_a_reason(tmp_path: Path) -> None:
+def test_an_unwritable_database_reads_and_refuses_writes_with_a_reason(
+    tmp_path: Path, unwritable: Callable[[Path], contextlib.AbstractContextManager[None]]
+) -> None:
     current, old = tmp_path / "current.duckdb", tmp_path / "old.duckdb"
     with Store(current).write() as con:
         con.execute("INSERT INTO runs (run_id, command) VALUES ('r1', 'index')")
     _version_1_db(old)
-    with _unwritable(current), _unwritable(old):
+    with unwritable(current), unwritable(old):
         assert Store(current).query("SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
         with pytest.raises(VfriskError) as err:
             Store(current).write().__enter__()
@@ -141,7 +123,9 @@ def test_an_unwritable_database_reads_and_refuses_writes_with_a_reason(tmp_path:
         assert err.value.code == "db_read_only" and "older schema" in err.value.message
 
 
-def test_a_database_in_an_unwritable_folder_reads_without_lock_files(tmp_path: Path) -> None:
+def test_a_database_in_an_unwritable_folder_reads_without_lock_files(
+    tmp_path: Path, unwritable: Callable[[Path], contextlib.AbstractContextManager[None]]
+) -> None:
     folder = tmp_path / "archive"
     folder.mkdir()
     path = folder / "cohort.duckdb"
@@ -149,7 +133,7 @@ def test_a_database_in_an_unwritable_folder_reads_without_lock_files(tmp_path: P
         con.execute("INSERT INTO runs (run_id, command) VALUES ('r1', 'index')")
     for lock in folder.glob("cohort.duckdb.*"):
         lock.unlink()  # as if the file had been copied there
-    with _unwritable(path), _unwritable(folder):
+    with unwritable(path), unwritable(folder):
         assert not Store(path).writable()
         assert Store(path).query("SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
         assert not list(folder.glob("cohort.duckdb.*"))
@@ -161,7 +145,7 @@ def test_a_database_in_an_unwritable_folder_reads_without_lock_files(tmp_path: P
 
 
 def test_lock_files_that_cannot_be_written_still_order_readers_and_writers(
-    tmp_path: Path,
+    tmp_path: Path, unwritable: Callable[[Path], contextlib.AbstractContextManager[None]]
 ) -> None:
     path = tmp_path / "db.duckdb"
     store = Store(path)
@@ -171,7 +155,7 @@ def test_lock_files_that_cannot_be_written_still_order_readers_and_writers(
     assert [p.name for p in locks] == ["db.duckdb.intent", "db.duckdb.lock", "db.duckdb.waiting"]
     with contextlib.ExitStack() as stack:
         for lock in locks:  # made by another user's writer: flock needs no write access
-            stack.enter_context(_unwritable(lock))
+            stack.enter_context(unwritable(lock))
         with store.read():  # a reader holds the shared lock: a writer must time out
             with pytest.raises(VfriskError) as err:
                 Store(path, lock_timeout_s=0.3).write().__enter__()

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from engine.anatomy.inputs import ModelInputs
-from engine.errors import VfriskError
 from engine.evaluation import SurvivalTarget, auroc, harrell_c
 from models.config import ModelConfig
 from models.losses import detection_loss, survival_labels, survival_loss
@@ -81,29 +80,3 @@ def test_training_is_deterministic_under_a_seed(
     a = _steps(tiny_config, make_inputs, 3, seed=7)
     b = _steps(tiny_config, make_inputs, 3, seed=7)
     assert a[0] == b[0] and a[1] == b[1]
-
-
-def test_weight_average_follows_the_steps_by_hand(tiny_config: ModelConfig) -> None:
-    from models.train import TrainRequest, _Ema
-
-    torch.manual_seed(0)
-    net = FractureNet(tiny_config)
-    ema = _Ema(net, 0.9)
-    start = [p.detach().clone() for p in net.parameters()]
-    expected = [p.clone() for p in start]
-    for step in range(3):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(0.1 * (step + 1))
-        d = min(0.9, (1 + step) / (10 + step))  # warm-up: 0.1, 0.18, 0.25
-        expected = [d * e + (1 - d) * p for e, p in zip(expected, net.parameters(), strict=True)]
-        ema.update(net)
-    for avg, e, p in zip(ema.model.parameters(), expected, net.parameters(), strict=True):
-        torch.testing.assert_close(avg, e)
-        assert not torch.equal(avg, p) and not avg.requires_grad
-    net.survival.set_recalibration(0.1, 0.9)  # buffers are copied, not averaged
-    ema.update(net)
-    assert torch.equal(ema.model.survival.recalibration, net.survival.recalibration)
-    for bad in (1.0, -0.1):
-        with pytest.raises(VfriskError, match="ema_decay"):
-            TrainRequest(db=None, out=None, ema_decay=bad)  # type: ignore[arg-type]
