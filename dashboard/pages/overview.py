@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from dashboard import figures
 from dashboard.common import SYNTHETIC_NOTE, context, missing, require, show_figure, show_table
+from models.card import render_markdown
 
 ctx = context()
 st.title("Overview")
 st.caption(SYNTHETIC_NOTE)
 require(ctx, "series")
 f = ctx.filters
+
+if f.model_id is not None:
+    card = ctx.q("model_card", f.model_id)
+    with st.expander(f"Model {f.model_id}: how it was trained and validated (model card)"):
+        if card is None:
+            st.info(
+                "No model card was stored with this model: none lay beside its checkpoint "
+                "(NAME.card.json, written by `vfrisk train`) when it scored."
+            )
+        else:
+            # the card's headings two levels down: it sits inside the page
+            st.markdown(re.sub(r"^(#+) ", r"##\1 ", render_markdown(card), flags=re.M))
 
 st.subheader("Cohort funnel")
 funnel = ctx.q("funnel", f)

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -46,6 +47,7 @@ __all__ = [
     "funnel",
     "histograms",
     "insert_audit",
+    "model_card",
     "patient_detail",
     "qa_png",
     "read_audit",
@@ -609,6 +611,15 @@ def patient_detail(
         [series_uid],
     ).df()
     return pred, levels
+
+
+def model_card(con: duckdb.DuckDBPyConnection, model_id: str) -> dict[str, Any] | None:
+    """The model card ``vfrisk score`` stored with a model (None: none was beside it)."""
+    row = con.execute("SELECT card FROM models WHERE model_id = ?", [model_id]).fetchone()
+    if row is None or row[0] is None:
+        return None
+    card = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+    return card if isinstance(card, dict) else None
 
 
 def qa_png(con: duckdb.DuckDBPyConnection, series_uid: str) -> str | None:

@@ -91,6 +91,36 @@ def test_overview_counts_equal_sql(scored_db, app_env, monkeypatch) -> None:
     assert at.multiselect(key="f_sex").value == ["M"]
 
 
+def test_overview_shows_the_card_stored_with_the_model(
+    scored_db, app_env, monkeypatch, tmp_path
+) -> None:
+    import json
+    import shutil
+
+    from models.card import NOTICE
+
+    db = tmp_path / "copy.duckdb"  # the session's database stays as it is
+    shutil.copy(scored_db.db, db)
+    at = _app(db, monkeypatch)
+    at.run()
+    assert not at.exception, at.exception
+    # the fixture's model was scored without a card beside its checkpoint
+    (box,) = [e for e in at.expander if scored_db.model_id in e.label]
+    assert not box.markdown and "No model card" in box.info[0].value
+    card = json.loads((PAGES.parents[1] / "models/weights/fracture_net.card.json").read_text())
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("UPDATE models SET card = ?", [json.dumps(card)])
+    finally:
+        con.close()
+    at = _app(db, monkeypatch)
+    at.run()
+    assert not at.exception, at.exception
+    (box,) = [e for e in at.expander if scored_db.model_id in e.label]
+    text = " ".join(m.value for m in box.markdown)
+    assert NOTICE in text and card["command"] in text and card["model_id"] in text
+
+
 def test_worklist_count_equals_sql(scored_db, app_env, monkeypatch) -> None:
     db = scored_db.db
     at = _app(db, monkeypatch)
