@@ -17,6 +17,7 @@ Every card carries :data:`NOTICE`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -619,6 +620,8 @@ def synthetic_check(
         out["c_ratio_combined_to_oracle_full"] = _num(
             c_index["combined_cv"]["estimate"] / c_index["oracle_full_5y"]["estimate"]
         )
+    if rows["site"].nunique() > 1:
+        out["by_site"] = _by_site_check(rows, grade, preds, ck.config)
     if ck.config.has_survival:
         risk = np.array([x.risk for x in preds], dtype=np.float64)
         aj = aalen_johansen(target)
@@ -629,6 +632,38 @@ def synthetic_check(
             "observed_aj": [_num(v) if len(aj.times) else None for v in observed],
         }
         out["calibration_5y"] = calibration_summary(target, scores["model_5y"], 5.0)
+    return out
+
+
+def _by_site_check(
+    rows: pd.DataFrame, grade: np.ndarray, preds: Sequence[Prediction], config: Any
+) -> dict[str, dict[str, Any]]:
+    """Per site of a check: patients, detection AUROC (grade >= 2) and the model's and
+    ``oracle_image``'s c-index with their ratio (a site's scanner can cost what another's
+    does not: slice thickness, noise, HU calibration). A figure a site's counts cannot
+    support (fewer than 2 cases or controls, no fracture) is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    sites = rows["site"].to_numpy()
+    for site in sorted(set(sites)):
+        m = sites == site
+        entry: dict[str, Any] = {"n": int(m.sum())}
+        with contextlib.suppress(VfriskError, ValueError):
+            cases = int((grade[m] >= 2).sum())
+            if config.has_detection and min(cases, int(m.sum()) - cases) >= 2:
+                p = [x.p_fracture for x, keep in zip(preds, m, strict=True) if keep]
+                a = auroc((grade[m] >= 2).astype(int), p)
+                entry["detection_auroc_grade2"] = _interval(a.estimate, a.ci_low, a.ci_high)
+        with contextlib.suppress(VfriskError, ValueError):
+            if config.has_survival:
+                sub = rows[m]
+                target = SurvivalTarget.from_arrays(sub["followup_years"], sub["event_type"])
+                risk = [x.risk[min(5, len(x.risk)) - 1] for x, k in zip(preds, m, strict=True) if k]
+                c = harrell_c(target, risk)
+                o = harrell_c(target, sub["oracle_image_5y"].to_numpy())
+                entry["c_index"] = _interval(c.estimate, c.ci_low, c.ci_high)
+                entry["c_oracle_image"] = _num(o.estimate)
+                entry["c_ratio_to_oracle_image"] = _num(c.estimate / o.estimate)
+        out[str(site)] = entry
     return out
 
 
@@ -713,6 +748,16 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
     )
     if check.get("c_ratio_to_oracle_image") is not None:
         lines.append(f"- model / oracle_image c-index: {check['c_ratio_to_oracle_image']:.3f}")
+    for site, m in (check.get("by_site") or {}).items():
+        parts = [f"{m['n']} patients"]
+        if "detection_auroc_grade2" in m:
+            parts.append(f"detection grade >= 2 {_fmt(m['detection_auroc_grade2'])}")
+        if "c_index" in m:
+            parts.append(
+                f"c-index {_fmt(m['c_index'])} against oracle_image {m['c_oracle_image']:.3f}"
+                f" ({m['c_ratio_to_oracle_image']:.3f} x)"
+            )
+        lines.append(f"- site {site}: " + "; ".join(parts))
     if check.get("model_vs_frax") is not None:
         vs = check["model_vs_frax"]
         lines.append(

@@ -140,6 +140,10 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
                           "p_value": 0.58},
         "risk_by_year": {"predicted_mean": [0.05, 0.1, 0.12, 0.13, 0.15],
                          "observed_aj": [0.04, 0.09, None, 0.12, 0.14]},
+        "by_site": {"ext_a": {"n": 75, "c_index": {"estimate": 0.72, "ci_low": 0.6,
+                                                  "ci_high": 0.8},
+                              "c_oracle_image": 0.75, "c_ratio_to_oracle_image": 0.96},
+                    "ext_b": {"n": 74}},
         "calibration_5y": {"slope": {"estimate": 1.1, "ci_low": 0.7, "ci_high": 1.5},
                            "intercept": {"estimate": 0.1, "ci_low": -0.2, "ci_high": 0.4},
                            "ici": 0.02},
@@ -149,6 +153,11 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "seed 77, 150 patients" in md and "grade >= 2: 0.900 (0.800-0.970)" in md
     assert "model / oracle_image c-index: 0.933" in md
+    assert (
+        "- site ext_a: 75 patients; c-index 0.720 (0.600-0.800) against oracle_image "
+        "0.750 (0.960 x)" in md
+    )
+    assert "- site ext_b: 74 patients\n" in md  # what its counts cannot support is left out
     assert "cross-fitted on this cohort) / oracle_full c-index: 0.961" in md
     assert "model - FRAX-like c-index (paired): -0.035 (-0.160 to +0.090), p = 0.580" in md
     assert "mean predicted: 0.050, 0.100, 0.120, 0.130, 0.150" in md
@@ -228,7 +237,7 @@ def test_check_against_a_second_checkpoint(tmp_path: Path, tiny_config) -> None:
     config = load_config()
     version = PreprocessingSettings.from_config(config).version
     cohort = tmp_path / "c"
-    synthesize(SynthRequest(out=cohort, patients=24, sites="ext_a:1", seed=4141))
+    synthesize(SynthRequest(out=cohort, patients=24, sites="ext_a:1,ext_b:1", seed=4141))
     paths = {}
     for name, variant, task in (
         ("muscle", "bone_muscle", "multitask"), ("bone", "bone", "multitask"),
@@ -253,7 +262,17 @@ def test_check_against_a_second_checkpoint(tmp_path: Path, tiny_config) -> None:
     oracle = check["c_index"]
     gain = oracle["oracle_image_5y"]["estimate"] - oracle["oracle_bone_5y"]["estimate"]
     if gain > 0:
-        assert vs["share_of_oracle_muscle_gain"] == pytest.approx(vs["difference"] / gain)
+        # the card rounds to 4 decimals
+        assert vs["share_of_oracle_muscle_gain"] == pytest.approx(vs["difference"] / gain, abs=1e-4)
+    # per site: the counts add up, and each ratio is its c-index over its oracle's
+    by_site = check["by_site"]
+    assert set(by_site) == {"ext_a", "ext_b"}
+    assert sum(m["n"] for m in by_site.values()) == check["n"]
+    for m in by_site.values():
+        if "c_index" in m:
+            ratio = m["c_index"]["estimate"] / m["c_oracle_image"]
+            assert m["c_ratio_to_oracle_image"] == pytest.approx(ratio, abs=1e-3)
+    assert any("c_index" in m for m in by_site.values())
     with pytest.raises(VfriskError, match="need survival heads"):
         synthetic_check(paths["muscle"], cohort, config, cache_dir=cache, against=paths["detect"])
     # a missing second checkpoint is named before the cohort is even read
