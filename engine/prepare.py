@@ -204,6 +204,12 @@ def prepare_volume(
         aorta_hu=aorta_hu(hu, seg),
         canal_hu=dict(zip(inputs.levels, inputs.canal_hu.tolist(), strict=True)),
     )  # fmt: skip
+    # the network reads the bodies' trabecular HU as the biomarkers measured it
+    trabecular = {lb.level: lb.trabecular_hu for lb in biomarkers.levels}
+    inputs = dataclasses.replace(
+        inputs,
+        trabecular_hu=np.array([trabecular.get(lv, np.nan) for lv in inputs.levels], np.float32),
+    )
     seconds["biomarkers"] = time.perf_counter() - t0
     flags = tuple(dict.fromkeys((*seg.flags, *qa_flags(seg))))
     png = None

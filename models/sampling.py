@@ -50,8 +50,14 @@ __all__ = [
 
 #: Per-level features of the bone voxels (``bone != 0``): mean, median and standard
 #: deviation of their intensity (the patch's [0, 1] scale), the body's mean axial area
-#: over the slices it occupies (cm2) and its cranio-caudal extent (cm).
-BONE_FEATURES = ("bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm")
+#: over the slices it occupies (cm2) and its cranio-caudal extent (cm); then the body's
+#: trabecular HU as the biomarkers measured it on the native slices
+#: (``ModelInputs.trabecular_hu``, on the patch's scale; the bone mean where it was not
+#: measured or the patches have no fixed HU window): at 5 mm slices the patch statistics
+#: mix endplate and disc into the body (preprocessing pp7).
+BONE_FEATURES = (
+    "bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm", "trabecular_mean",
+)  # fmt: skip
 #: Per-level features of the muscle voxels (``bone_muscle != 0`` and ``bone == 0``): mean
 #: axial area over the body's slices (the muscles are kept within them, cm2), mean and
 #: median intensity. Only the ``bone_muscle`` variant gets them.
@@ -252,10 +258,13 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
     dz_mm, dy_mm, dx_mm = inputs.spacing_zyx_mm
     pixel_cm2 = dy_mm * dx_mm / 100.0
     if inputs.hu_window is None:
-        canal = np.full(n_levels, np.nan, dtype=np.float32)
+        canal = trabecular = np.full(n_levels, np.nan, dtype=np.float32)
     else:
         lo, hi = inputs.hu_window
-        canal = ((np.asarray(inputs.canal_hu, np.float64) - lo) / (hi - lo)).astype(np.float32)
+        canal, trabecular = (
+            ((np.asarray(v, np.float64) - lo) / (hi - lo)).astype(np.float32)
+            for v in (inputs.canal_hu, inputs.trabecular_hu)
+        )
     for level in np.flatnonzero(inputs.level_present):
         out[level, -1] = canal[level]
         bone = inputs.bone[level].astype(np.float32) * scale
@@ -271,6 +280,7 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
             sd,
             body.sum() * per_slice,
             body_slices * dz_mm / 10.0,
+            trabecular[level] if np.isfinite(trabecular[level]) else mean,
         )
         if input_variant != "bone":
             both = inputs.bone_muscle[level].astype(np.float32) * scale

@@ -146,6 +146,14 @@ class ModelInputs:
         float32, shape (n_levels,): the spinal canal's median HU behind each body
         (:func:`engine.anatomy.canal.canal_hu`, the scan's internal HU reference); NaN for
         missing levels and where it could not be read. Default all NaN (not measured).
+    trabecular_hu : np.ndarray
+        float32, shape (n_levels,): the body's trabecular HU as the biomarkers measure it
+        (:mod:`engine.anatomy.biomarkers`: an eroded ROI on the native slices, within
+        10 HU of the truth at 1 and 5 mm), set by :func:`engine.prepare.prepare_job`
+        once they are measured; NaN for missing or excluded levels (cement, hardware)
+        and where not measured (the default). A patch resampled from 5 mm slices mixes
+        endplate and disc into the body's voxels: its statistics follow the true density
+        less closely (correlation 0.87 against 0.985 for this reading on 150 5 mm scans).
     """
 
     series_uid: str
@@ -160,13 +168,16 @@ class ModelInputs:
     intensity: str
     hu_window: tuple[float, float] | None = None
     canal_hu: np.ndarray | None = None
+    trabecular_hu: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.levels)
-        if self.canal_hu is None:
-            object.__setattr__(self, "canal_hu", np.full(n, np.nan, dtype=np.float32))
-        elif np.shape(self.canal_hu) != (n,):
-            raise ValueError(f"canal_hu must have shape ({n},), got {np.shape(self.canal_hu)}")
+        for name in ("canal_hu", "trabecular_hu"):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, np.full(n, np.nan, dtype=np.float32))
+            elif np.shape(value) != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {np.shape(value)}")
         if self.bone.shape != self.bone_muscle.shape or self.bone.shape[0] != n:
             raise ValueError(f"bone {self.bone.shape} / bone_muscle {self.bone_muscle.shape}")
         if self.level_present.shape != (n,) or self.level_present.dtype != bool:
@@ -427,7 +438,7 @@ def save_inputs(inputs: ModelInputs, folder: Path | str) -> Path:
     np.savez_compressed(
         tmp, meta=np.array(json.dumps(meta)), bone=inputs.bone, bone_muscle=inputs.bone_muscle,
         level_present=inputs.level_present, centres_xyz=inputs.centres_xyz,
-        canal_hu=inputs.canal_hu,
+        canal_hu=inputs.canal_hu, trabecular_hu=inputs.trabecular_hu,
     )  # fmt: skip
     tmp.replace(path)  # atomic: a crash never leaves half a cache file
     return path
@@ -459,8 +470,9 @@ def load_inputs(path: Path | str, settings: PreprocessingSettings | None = None)
             )
         names = ("bone", "bone_muscle", "level_present", "centres_xyz")
         arrays = {k: data[k] for k in names}
-        # files made before pp5 hold no canal reading (read as not measured)
-        arrays["canal_hu"] = data["canal_hu"] if "canal_hu" in data.files else None
+        # files made before pp5 (pp7) hold no canal (trabecular) reading: not measured
+        for name in ("canal_hu", "trabecular_hu"):
+            arrays[name] = data[name] if name in data.files else None
     window = meta.get("hu_window")
     return ModelInputs(
         series_uid=meta["series_uid"],

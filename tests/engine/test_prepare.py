@@ -101,6 +101,12 @@ def test_many_in_workers_equals_one_by_one_and_the_window_bounds_what_is_pulled(
         assert repr(a.biomarkers) == repr(b.biomarkers) and a.qa_flags == b.qa_flags  # NaN-safe
         assert a.qa_png == qa_png_path(tmp_path, uid) and a.qa_png.is_file()
         assert {"load", "anatomy", "inputs", "biomarkers", "qa"} <= set(a.seconds)
+        # the inputs carry the bodies' trabecular HU as the biomarkers measured it
+        measured = {lb.level: lb.trabecular_hu for lb in a.biomarkers.levels}
+        expected = np.array([measured[lv] for lv in a.inputs.levels], np.float32)
+        np.testing.assert_array_equal(a.inputs.trabecular_hu, expected)
+        np.testing.assert_array_equal(b.inputs.trabecular_hu, expected)
+        assert np.isfinite(expected[a.inputs.level_present]).any()
 
 
 def test_a_pool_starts_its_workers_at_once_and_hands_out_jobs_before_it_is_iterated(

@@ -61,6 +61,7 @@ def _pack(
     keep: np.ndarray,
     dtype: str,
     canal: np.ndarray | None = None,
+    trabecular: np.ndarray | None = None,
 ) -> ModelInputs:
     """ModelInputs of [0, 1] patch arrays stored as ``dtype`` (uint8 or float16), read
     through the default fixed HU window, with canal readings ``canal`` (HU)."""
@@ -81,6 +82,7 @@ def _pack(
         intensity="fixed_window",
         hu_window=WINDOW,
         canal_hu=None if canal is None else np.asarray(canal, dtype=np.float32),
+        trabecular_hu=None if trabecular is None else np.asarray(trabecular, dtype=np.float32),
     )
 
 
@@ -96,8 +98,9 @@ def _hand_made(dtype: str) -> ModelInputs:
     for level in (2, 3, 4):  # plain present levels: one body voxel each
         bone[level, 0, 0, 0] = both[level, 0, 0, 0] = 0.5
     canal = np.array([16.0, np.nan, 40.0, np.nan, 28.0])  # L2 unread
+    trabecular = np.array([100.0, np.nan, np.nan, 160.0, 130.0])  # L1: cement, say
     keep = np.array([True, False, True, True, True])
-    return _pack("1.2.9.hand", bone, both, keep, dtype, canal=canal)
+    return _pack("1.2.9.hand", bone, both, keep, dtype, canal=canal, trabecular=trabecular)
 
 
 @pytest.fixture
@@ -133,6 +136,7 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
         0.125,  # bone SD (population)
         4 * 0.04 / 2,  # body area: 4 voxels over 2 slices, cm2
         2 * 2.25 / 10,  # body height: 2 slices, cm
+        (100.0 + 200.0) / 1200.0,  # trabecular: 100 HU as measured, on the patch scale
         3 * 0.04 / 2,  # muscle area: 3 voxels over the body's 2 slices, cm2
         (0.125 + 0.375 + 0.125) / 3,  # muscle mean
         0.125,  # muscle median
@@ -141,10 +145,12 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
     tol = 1.0 / 255 if dtype == "uint8" else 1e-6  # uint8 rounds intensities to 1/255
     np.testing.assert_allclose(features[0], expected, rtol=0, atol=tol)
     np.testing.assert_array_equal(features[1], 0.0)  # missing level
-    # One body voxel of 0.5, no muscle: area 0.04 cm2, height 0.225 cm.
+    # One body voxel of 0.5, no muscle: area 0.04 cm2, height 0.225 cm; no trabecular
+    # reading (cement): the bone mean stands in.
     np.testing.assert_allclose(
-        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.0, 0.0, 0.0, 0.2], rtol=0, atol=tol
+        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.5, 0.0, 0.0, 0.0, 0.2], rtol=0, atol=tol
     )
+    assert features[3, BONE_FEATURES.index("trabecular_mean")] == pytest.approx(0.3)
     assert np.isnan(features[3, -1])  # a present level without a reading
 
 
@@ -165,7 +171,7 @@ def test_samples_and_batches_carry_features(
     assert sample_triplets(series[0], tiny_config).features is None
     assert to_batch([sample_triplets(s, tiny_config) for s in series]).features is None
     batch = to_batch([sample_triplets(s, branch_config) for s in series])
-    assert batch.features is not None and batch.features.shape == (2, 5, 9)
+    assert batch.features is not None and batch.features.shape == (2, 5, 10)
     assert batch.features.dtype == torch.float32
     np.testing.assert_array_equal(
         batch.features[1].numpy(), intensity_features(series[1], "bone_muscle")
@@ -188,14 +194,14 @@ def test_shapes_with_and_without_branch(tiny_config: ModelConfig, variant: str) 
         assert out.risk is not None and out.risk.shape == (3, config.max_followup)
         assert bool(torch.all(out.risk[:, 1:] >= out.risk[:, :-1]))
         if branch:
-            n_features = 6 if variant == "bone" else 9
+            n_features = 7 if variant == "bone" else 10
             with pytest.raises(ValueError, match="needs features of shape"):
                 _perturbed(config)(batch.images, present)
             with pytest.raises(ValueError, match="needs features of shape"):
                 _perturbed(config)(batch.images, present, torch.zeros(3, 5, n_features + 1))
         else:
             with pytest.raises(ValueError, match="no intensity branch"):
-                _perturbed(config)(batch.images, present, torch.zeros(3, 5, 9))
+                _perturbed(config)(batch.images, present, torch.zeros(3, 5, 10))
 
 
 def test_features_change_the_output(branch_config: ModelConfig) -> None:
@@ -395,7 +401,7 @@ def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
         for i, x in enumerate(series)
     ]
     loaded = load_examples(examples, config=config)
-    assert loaded.features is not None and loaded.features.shape == (2, 5, 9)
+    assert loaded.features is not None and loaded.features.shape == (2, 5, 10)
     for original, in_memory, measured in zip(series, loaded.inputs, loaded.features, strict=True):
         np.testing.assert_array_equal(intensity_features(original, "bone_muscle"), measured)
         np.testing.assert_array_equal(in_memory.bone_muscle, original.bone_muscle)

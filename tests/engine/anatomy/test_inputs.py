@@ -141,6 +141,9 @@ def test_cache_round_trip_and_version_mismatch_refused(
 ) -> None:
     uid, vol, seg = cases[2]
     inputs = build_inputs(vol.hu, seg, uid, settings)
+    assert np.isnan(inputs.trabecular_hu).all()  # until the biomarkers are measured
+    trabecular = np.where(inputs.level_present, 150.0 + np.arange(5), np.nan).astype(np.float32)
+    inputs = replace(inputs, trabecular_hu=trabecular)
     path = save_inputs(inputs, tmp_path)
     assert path == cache_path(tmp_path, uid, settings.version)
     again = load_inputs(path, settings)
@@ -150,6 +153,7 @@ def test_cache_round_trip_and_version_mismatch_refused(
     # the canal readings (the model's HU reference) and the window travel with the file
     assert np.isfinite(inputs.canal_hu[inputs.level_present]).any()
     np.testing.assert_array_equal(again.canal_hu, inputs.canal_hu)
+    np.testing.assert_array_equal(again.trabecular_hu, trabecular)
     assert again.hu_window == settings.hu_window == inputs.hu_window
     with pytest.raises(VfriskError) as err:
         load_inputs(path, replace(settings, intensity="study_minmax"))
@@ -168,6 +172,9 @@ def test_cache_round_trip_and_version_mismatch_refused(
     assert err.value.code == "preprocessing_mismatch" and "pp4" in err.value.message
     legacy = load_inputs(old)
     assert np.isnan(legacy.canal_hu).all() and legacy.hu_window is None
+    assert np.isnan(legacy.trabecular_hu).all()
+    with pytest.raises(ValueError, match="trabecular_hu must have shape"):
+        replace(inputs, trabecular_hu=np.zeros(3, np.float32))
 
 
 def _resample_whole_axes(data, scale, offset, shape, order, cval):
