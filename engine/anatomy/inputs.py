@@ -149,7 +149,7 @@ class ModelInputs:
     trabecular_hu : np.ndarray
         float32, shape (n_levels,): the body's trabecular HU as the biomarkers measure it
         (:mod:`engine.anatomy.biomarkers`: an eroded ROI on the native slices, within
-        10 HU of the truth at 1 and 5 mm), set by :func:`engine.prepare.prepare_job`
+        10 HU of the truth at 1 and 5 mm), set by :func:`engine.prepare.prepare_volume`
         once they are measured; NaN for missing or excluded levels (cement, hardware)
         and where not measured (the default). A patch resampled from 5 mm slices mixes
         endplate and disc into the body's voxels: its statistics follow the true density
