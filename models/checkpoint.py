@@ -190,13 +190,21 @@ def load_checkpoint(
             "or edited); restore it from the original",
         )
     model = FractureNet(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - _ADDED_LATER:
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        problem = (
+            f"missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            if unexpected or set(missing) - _ADDED_LATER
+            else None
+        )
+    except RuntimeError as exc:  # a tensor of another shape (say, another feature set)
+        problem = str(exc).splitlines()[-1].strip()
+    if problem is not None:
         raise VfriskError(
             "checkpoint_mismatch",
             f"{path}: its weights do not fit the network its configuration describes "
-            f"(missing {sorted(missing)}, unexpected {sorted(unexpected)}); it was written "
-            "by another vfrisk version: retrain with `vfrisk train`",
+            f"({problem}); it was written by another vfrisk version: retrain with "
+            "`vfrisk train`",
         )
     return Checkpoint(
         model=model.to(device).eval(),

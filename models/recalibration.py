@@ -11,9 +11,9 @@ the card reports) and stores ``(a, b)`` in the survival head
 
 Reporting the calibration of the very patients the fit used would show a slope of 1 by
 construction. The card's internal calibration is therefore **cross-fitted**: the
-validation patients are dealt into ``folds`` parts (stratified like the training split)
-and each part is recalibrated by a fit on the other parts (Steyerberg, Clinical
-Prediction Models, 2019, ch. 15 and 17).
+validation patients are dealt into parts (stratified like the training split,
+:func:`cross_fitted`) and each part is recalibrated by a fit on the other parts
+(Steyerberg, Clinical Prediction Models, 2019, ch. 15 and 17).
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ def fit(
         fit did not converge, or its slope is not positive (a network whose ranking is
         no better than chance there; recalibrating would reverse it).
     """
-    target = SurvivalTarget.from_arrays(
-        [e.followup_years for e in examples], [e.event for e in examples]
-    )
     risk = [p.risk[horizon - 1] for p in predictions]  # type: ignore[index]
     try:
+        target = SurvivalTarget.from_arrays(
+            [e.followup_years for e in examples], [e.event for e in examples]
+        )
         a, b = recalibration_fit(target, risk, float(horizon))
     except (VfriskError, np.linalg.LinAlgError) as exc:
         raise VfriskError(

@@ -750,9 +750,11 @@ def _recalibrate(
         )
         risk = np.array([crossed[i].risk[horizon - 1] for i in idx])  # type: ignore[index]
         cross = calibration_summary(target, risk, horizon, alpha=alpha)
-    except VfriskError as exc:
-        log(f"  not recalibrated: {exc.message}")
-        val_metrics["notes"].append(f"not recalibrated: {exc.message}")
+    except (VfriskError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        # the epochs are done: a failed fit must not cost the checkpoint
+        why = exc.message if isinstance(exc, VfriskError) else f"{type(exc).__name__}: {exc}"
+        log(f"  not recalibrated: {why}")
+        val_metrics["notes"].append(f"not recalibrated: {why}")
         return
     model.survival.set_recalibration(*fitted)  # type: ignore[union-attr]
     log(

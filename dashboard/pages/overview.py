@@ -25,8 +25,16 @@ if f.model_id is not None:
                 "(NAME.card.json, written by `vfrisk train`) when it scored."
             )
         else:
-            # the card's headings two levels down: it sits inside the page
-            st.markdown(re.sub(r"^(#+) ", r"##\1 ", render_markdown(card), flags=re.M))
+            try:
+                text = render_markdown(card)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                st.warning(
+                    f"The model card stored with this model cannot be shown ({type(exc).__name__}: "
+                    f"{exc}); it was probably written by another vfrisk version. Its JSON is "
+                    "in the `models` table (`card` column)."
+                )
+            else:  # the card's headings two levels down: it sits inside the page
+                st.markdown(re.sub(r"^(#+) ", r"##\1 ", text, flags=re.M))
 
 st.subheader("Cohort funnel")
 funnel = ctx.q("funnel", f)

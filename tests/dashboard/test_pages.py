@@ -119,6 +119,17 @@ def test_overview_shows_the_card_stored_with_the_model(
     (box,) = [e for e in at.expander if scored_db.model_id in e.label]
     text = " ".join(m.value for m in box.markdown)
     assert NOTICE in text and card["command"] in text and card["model_id"] in text
+    # a card of another format is named as such; the page goes on
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("UPDATE models SET card = ?", [json.dumps({"model_id": "x"})])
+    finally:
+        con.close()
+    at = _app(db, monkeypatch)
+    at.run()
+    assert not at.exception, at.exception
+    (box,) = [e for e in at.expander if scored_db.model_id in e.label]
+    assert "cannot be shown" in box.warning[0].value and at.dataframe
 
 
 def test_worklist_count_equals_sql(scored_db, app_env, monkeypatch) -> None:

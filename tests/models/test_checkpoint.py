@@ -74,7 +74,12 @@ def test_a_file_from_before_the_recalibration_loads_with_none(
     with pytest.raises(VfriskError, match="unexpected \\['extra'\\]") as err:
         load_checkpoint(path, preprocessing_version="pp1")
     assert err.value.code == "checkpoint_mismatch"
-    _rewrite(path, lambda state: (state.pop("extra"), state.pop("level_embedding")))
+    # a tensor of another shape (another feature set, say) is refused the same way
+    _rewrite(path, lambda state: (state.pop("extra"), state.update(level_embedding=torch.zeros(2))))
+    with pytest.raises(VfriskError, match="level_embedding") as err:
+        load_checkpoint(path, preprocessing_version="pp1")
+    assert err.value.code == "checkpoint_mismatch"
+    _rewrite(path, lambda state: state.pop("level_embedding"))
     with pytest.raises(
         VfriskError, match="missing \\['level_embedding', 'survival\\.recalibration'\\]"
     ):

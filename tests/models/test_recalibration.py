@@ -89,6 +89,11 @@ def test_fit_refuses_what_it_cannot_recalibrate() -> None:
     with pytest.raises(VfriskError, match="cannot be recalibrated") as err:
         recalibration.fit(late, preds, YEARS)  # no fracture within 5 years
     assert err.value.code == "recalibration_failed"
+    censored = [Example(e.patient_id, e.series_uid, e.site, e.cache_path, 0,
+                        e.followup_years, 0) for e in examples]  # fmt: skip
+    with pytest.raises(VfriskError, match="cannot be recalibrated") as err:
+        recalibration.fit(censored, preds, YEARS)  # no fracture at all
+    assert err.value.code == "recalibration_failed"
     reversed_preds = [Prediction(p.series_uid, None, tuple(1 - np.array(p.risk[::-1])) )
                       for p in preds]  # fmt: skip
     with pytest.raises(VfriskError, match="does not rank") as err:
@@ -145,3 +150,25 @@ def test_trainer_leaves_the_head_alone_when_the_fit_fails(tmp_path: Path) -> Non
     assert "recalibration" not in metrics and metrics["calibration_5y"]["slope"]["estimate"] == 0.6
     assert metrics["notes"] and "not recalibrated" in metrics["notes"][0] and lines
     assert _recalibration_lines(metrics) == []
+
+
+def test_a_numerical_failure_costs_the_note_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.train
+
+    examples, preds = _cohort(200, seed=6)
+    ((tr, va),) = split_indices(examples, horizon=YEARS, seed=0, val_fraction=0.5, folds=None)
+    fit = _Fit(state={}, best_epoch=1, best_metric=0.7, history=[],
+               val_predictions=[preds[i] for i in va])  # fmt: skip
+
+    def singular(*args: object, **kwargs: object) -> None:
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(models.train, "calibration_summary", singular)
+    model = FractureNet(ModelConfig(width=8, depth=(1, 1), triplets_per_level=1))
+    metrics: dict = {"calibration_5y": {"slope": {"estimate": 0.6}}, "notes": []}
+    _recalibrate(_request(tmp_path), model, examples, [(tr, va)], [fit], 0, metrics, 0.05,
+                 lambda _: None)  # fmt: skip
+    assert torch.equal(model.survival.recalibration, torch.tensor([0.0, 1.0]))
+    assert metrics["notes"] == ["not recalibrated: LinAlgError: Singular matrix"]
