@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -50,6 +51,7 @@ from engine.anatomy import (
 from engine.anatomy.aorta import aorta_hu
 from engine.errors import VfriskError
 from engine.load import Volume, load_volume
+from engine.load.volume import thick_slices
 
 __all__ = [
     "PreparePool",
@@ -62,6 +64,7 @@ __all__ = [
     "prepare_many",
     "prepare_volume",
     "qa_png_path",
+    "thick_view",
 ]
 
 
@@ -242,6 +245,9 @@ class SeriesJob:
         From the clinical table when linked (for the skeletal muscle index).
     content_hash : str
         ``series.content_hash`` at the time the job was made.
+    thick_mm : float or None
+        Prepare the series as a thick-slice reconstruction of about this thickness
+        (:func:`thick_view`) instead of as stored: ``vfrisk train``'s thick-slice views.
     """
 
     series_uid: str
@@ -249,6 +255,21 @@ class SeriesJob:
     patient_id: str | None = None
     height_cm: float | None = None
     content_hash: str = ""
+    thick_mm: float | None = None
+
+
+def thick_view(volume: Volume, thick_mm: float, key: str) -> Volume:
+    """``volume`` as a scanner reconstructing slices of about ``thick_mm`` would give it.
+
+    Whole slabs of ``round(thick_mm / dz)`` slices (:func:`engine.load.volume.thick_slices`),
+    starting at a phase drawn from ``key`` (CRC-32 of the series UID: reproducible, and
+    the slab boundaries fall on different anatomy in different patients). A series whose
+    slices are already that thick (fewer than 2 per slab) is returned as it is.
+    """
+    factor = int(round(thick_mm / volume.grid.spacing_zyx[0]))
+    if factor < 2:
+        return volume
+    return thick_slices(volume, factor, zlib.crc32(key.encode()) % factor)
 
 
 @dataclass(frozen=True)
@@ -345,6 +366,8 @@ def prepare_job(
             )
         t0 = time.perf_counter()
         volume = load_volume(list(job.paths), **loading)
+        if job.thick_mm:
+            volume = thick_view(volume, job.thick_mm, job.series_uid)
         load_s = time.perf_counter() - t0
         stage = "anatomy"
         prepared = prepare_volume(

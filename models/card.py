@@ -364,6 +364,8 @@ def _augmentation_text(aug: dict[str, Any] | None) -> str:
             f"; scanner: blur up to {scanner[0]} px, noise up to {scanner[1]}, offset "
             f"+-{scanner[2]} (input units)"
         )
+    if aug.get("thick_mm", 0.0) and aug.get("thick_p", 0.0):
+        text += f"; thick-slice views of about {aug['thick_mm']:g} mm, p {aug['thick_p']}"
     return text
 
 

@@ -22,6 +22,7 @@ Labels come from the clinical table only: ``prevalent_vf`` for detection,
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "LoadedInputs",
     "TrainBatch",
     "build_cache",
+    "build_thick_cache",
     "cache_file",
     "fracture_strata",
     "load_examples",
@@ -128,11 +130,21 @@ class CacheResult:
 
 
 def cache_file(
-    cache_dir: Path | str, series_uid: str, settings: PreprocessingSettings, content_hash: str
+    cache_dir: Path | str,
+    series_uid: str,
+    settings: PreprocessingSettings,
+    content_hash: str,
+    thick_mm: float | None = None,
 ) -> Path:
-    """Cache file of a series: ``<uid>.<version>.<settings digest>.<content hash>.npz``."""
+    """Cache file of a series: ``<uid>.<version>.<settings digest>.<content hash>.npz``.
+
+    A thick-slice view (``thick_mm``, :func:`engine.prepare.thick_view`) has
+    ``thick<mm>`` before the content hash.
+    """
     content = re.sub(r"[^A-Za-z0-9]", "", content_hash)[:16] or "nohash"
-    return cache_path(cache_dir, series_uid, f"{settings.version}.{settings.digest()}.{content}")
+    view = "" if not thick_mm else f"thick{thick_mm:g}".replace(".", "p") + "."
+    key = f"{settings.version}.{settings.digest()}.{view}{content}"
+    return cache_path(cache_dir, series_uid, key)
 
 
 def _store_inputs(prepared: PreparedSeries, target: Path) -> None:
@@ -251,6 +263,54 @@ def build_cache(
         reused=reused,
         seconds=time.perf_counter() - t0,
     )
+
+
+def build_thick_cache(
+    store: Store,
+    config: Any,
+    cache_dir: Path | str,
+    examples: Sequence[Example],
+    thick_mm: float,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    settings: PreprocessingSettings | None = None,
+) -> tuple[dict[str, Path], tuple[PrepareFailure, ...]]:
+    """Cached thick-slice views of the examples' series (``[train] thick_mm``).
+
+    Each series is prepared as :func:`engine.prepare.thick_view` reconstructs it, through
+    the same anatomy stage as the series itself, into :func:`cache_file` with
+    ``thick_mm``. Nothing is written to the database: these are not scans of the archive.
+
+    Returns
+    -------
+    files : dict
+        SeriesInstanceUID -> cache file, for every series whose view is cached.
+    failures : tuple of PrepareFailure
+        Views that could not be prepared (their patients are seen as stored).
+    """
+    settings = settings or PreprocessingSettings.from_config(config)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    files = {
+        e.series_uid: cache_file(cache_dir, e.series_uid, settings, e.content_hash, thick_mm)
+        for e in examples
+    }
+    missing = [uid for uid, path in files.items() if not path.is_file()]
+    with store.read() as con:
+        jobs = [dataclasses.replace(j, thick_mm=thick_mm) for j in jobs_for(con, missing)]
+    failures: list[PrepareFailure] = []
+    if progress is not None and jobs:
+        progress(0, len(jobs))
+    results = prepare_many(jobs, dict(config["loading"]), settings, workers=workers)
+    for done, result in enumerate(results, start=1):
+        if isinstance(result, PrepareFailure):
+            failures.append(result)
+            files.pop(result.series_uid)
+        else:
+            _store_inputs(result, files[result.series_uid])
+        if progress is not None:
+            progress(done, len(jobs))
+    return files, tuple(failures)
 
 
 class LoadedInputs(NamedTuple):

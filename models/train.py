@@ -60,6 +60,7 @@ from models.data import (
     Example,
     LoadedInputs,
     build_cache,
+    build_thick_cache,
     fracture_strata,
     load_examples,
     make_batch,
@@ -101,6 +102,9 @@ def _bad(message: str) -> VfriskError:
     return VfriskError("bad_argument", message)
 
 
+_NON_NEGATIVE = ("rotate_deg", "scale", "shift", "blur_sigma", "noise_sd", "offset", "thick_mm")
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Per-patient augmentation: the study's affine and flip, plus scanner variation.
@@ -133,6 +137,15 @@ class Augmentation:
     offset : float
         Intensity offset drawn in [-offset, offset] input units (HU calibration); the
         intensity features' means and medians move with it.
+    thick_mm : float
+        Thick-slice views (0 = off): each training patient's series is also prepared as
+        a reconstruction of slices about this thick (:func:`engine.prepare.thick_view`,
+        through the whole anatomy stage: segmentation, patches, biomarkers), and every
+        epoch each patient is seen through that view with probability ``thick_p``. A
+        development site of thin slices then teaches the network what its patients look
+        like at a thick-slice site. Validation uses the series as stored.
+    thick_p : float
+        Probability of the thick-slice view per patient and epoch.
     """
 
     enabled: bool = True
@@ -143,13 +156,21 @@ class Augmentation:
     blur_sigma: float = 1.0
     noise_sd: float = 0.0125
     offset: float = 0.01
+    thick_mm: float = 0.0
+    thick_p: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("rotate_deg", "scale", "shift", "blur_sigma", "noise_sd", "offset"):
+        for name in _NON_NEGATIVE:
             if not getattr(self, name) >= 0:
                 raise _bad(f"train: {name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.flip_p <= 1.0:
-            raise _bad(f"train: flip_p must be in [0, 1], got {self.flip_p}")
+        for name in ("flip_p", "thick_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise _bad(f"train: {name} must be in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def thick(self) -> bool:
+        """Whether training uses thick-slice views."""
+        return self.enabled and self.thick_mm > 0 and self.thick_p > 0
 
 
 @dataclass(frozen=True)
@@ -452,6 +473,8 @@ class TrainRequest:
                 blur_sigma=float(values["blur_sigma"]),
                 noise_sd=float(values["noise_sd"]),
                 offset=float(values["offset"]),
+                thick_mm=float(values["thick_mm"]),
+                thick_p=float(values["thick_p"]),
             ),  # fmt: skip
             min_events=int(values["min_events"]),
             cohort=None if values.get("cohort") is None else Path(values["cohort"]),
@@ -622,12 +645,15 @@ def _fit(
     device: torch.device,
     fold: int,
     log: Callable[[str], None],
+    train_thick: LoadedInputs | None = None,
 ) -> _Fit:
     config = request.model
     cuda = device.type == "cuda"
     torch.manual_seed(request.seed + 1000 * fold)
     rng = np.random.default_rng([request.seed, fold, 2])
     aug_gen = torch.Generator().manual_seed(request.seed + 1000 * fold + 3)
+    # its own stream: a run without thick-slice views draws what it drew before they existed
+    view_rng = np.random.default_rng([request.seed, fold, 4])
     model = FractureNet(config)
     feats = train_in.features  # measured once at load, not in every epoch's batches
     if feats is not None:
@@ -655,8 +681,16 @@ def _fit(
         losses_sum = np.zeros(2)
         steps = 0
         batches = stratified_batches(train_ex, request.batch_size, config.max_followup, rng)
+        inputs, epoch_feats = train_in.inputs, feats
+        if train_thick is not None:
+            thick = view_rng.random(len(inputs)) < request.augmentation.thick_p
+            inputs = [
+                t if u else x for x, t, u in zip(inputs, train_thick.inputs, thick, strict=True)
+            ]
+            if feats is not None and train_thick.features is not None:
+                epoch_feats = np.where(thick[:, None, None], train_thick.features, feats)
         for index in batches:
-            tb = make_batch(train_ex, train_in.inputs, index, config, rng, device, feats)
+            tb = make_batch(train_ex, inputs, index, config, rng, device, epoch_feats)
             images, draws = augment_images(tb.batch.images, request.augmentation, aug_gen)
             features = tb.batch.features
             if features is not None:
@@ -788,6 +822,45 @@ def _canal_reference_hu(
     }
 
 
+def _thick_views(
+    request: TrainRequest,
+    store: Any,
+    config: Any,
+    cache_dir: Path,
+    dev: Sequence[Example],
+    loaded: LoadedInputs,
+    settings: PreprocessingSettings,
+    progress: Callable[[int, int], None] | None,
+    log: Callable[[str], None],
+) -> LoadedInputs:
+    """The thick-slice view of every development patient, aligned with ``loaded``.
+
+    A patient whose view could not be prepared keeps its stored series (named in the log).
+    """
+    mm = request.augmentation.thick_mm
+    log(f"Preparing thick-slice views (about {mm:g} mm) into {cache_dir} ...")
+    t0 = time.perf_counter()
+    files, failures = build_thick_cache(
+        store, config, cache_dir, dev, mm, workers=request.workers, progress=progress,
+        settings=settings,
+    )  # fmt: skip
+    for f in failures:
+        log(f"  no thick view of {f.series_uid}: {f.stage} [{f.reason_code}] {f.error[:200]}")
+    have = [i for i, e in enumerate(dev) if e.series_uid in files]
+    views = load_examples(
+        [dataclasses.replace(dev[i], cache_path=files[dev[i].series_uid]) for i in have],
+        settings, config=request.model,
+    )  # fmt: skip
+    inputs = list(loaded.inputs)
+    features = None if loaded.features is None else loaded.features.copy()
+    for j, i in enumerate(have):
+        inputs[i] = views.inputs[j]
+        if features is not None and views.features is not None:
+            features[i] = views.features[j]
+    log(f"  {len(have)} of {len(dev)} patients with a thick view, {time.perf_counter() - t0:.0f} s")
+    return LoadedInputs(inputs, features)
+
+
 def _by_site(examples: Sequence[Example]) -> dict[str, list[Example]]:
     out: dict[str, list[Example]] = {}
     for e in examples:
@@ -876,10 +949,15 @@ def train(
     for _, val in splits:
         _check_events([dev[i] for i in val], request.model, 1, "a validation split")
     loaded = load_examples(dev, settings, config=request.model)
+    thick = None
+    if request.augmentation.thick:
+        thick = _thick_views(
+            request, store, config, cache_dir, dev, loaded, settings, progress, log
+        )
 
-    def part(index: Sequence[int]) -> LoadedInputs:
-        f = loaded.features
-        return LoadedInputs([loaded.inputs[i] for i in index], None if f is None else f[index])
+    def part(index: Sequence[int], source: LoadedInputs = loaded) -> LoadedInputs:
+        f = source.features
+        return LoadedInputs([source.inputs[i] for i in index], None if f is None else f[index])
 
     deterministic = torch.are_deterministic_algorithms_enabled()
     if device.type == "cpu":
@@ -895,7 +973,7 @@ def train(
         for fold, (tr, va) in enumerate(splits):
             fit = _fit(
                 request, [dev[i] for i in tr], part(tr), [dev[i] for i in va], part(va),
-                device, fold, log,
+                device, fold, log, None if thick is None else part(tr, thick),
             )  # fmt: skip
             fits.append(fit)
             oof.update(zip(va.tolist(), fit.val_predictions, strict=True))

@@ -124,7 +124,8 @@ def test_encoder_barely_sees_bone_density(seed: int) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"), [("blur_sigma", -1.0), ("noise_sd", -0.01), ("offset", -0.01),
-                         ("rotate_deg", -5.0), ("flip_p", 1.5)],
+                         ("rotate_deg", -5.0), ("flip_p", 1.5), ("thick_mm", -5.0),
+                         ("thick_p", 1.5), ("thick_p", -0.1)],
 )  # fmt: skip
 def test_bad_augmentation_settings_are_refused_by_name(field: str, value: float) -> None:
     from engine.errors import VfriskError
@@ -132,3 +133,10 @@ def test_bad_augmentation_settings_are_refused_by_name(field: str, value: float)
     with pytest.raises(VfriskError) as err:
         Augmentation(**{field: value})
     assert err.value.code == "bad_argument" and field in err.value.message
+
+
+def test_thick_slice_views_are_on_only_with_a_thickness_a_probability_and_augmentation() -> None:
+    assert Augmentation(thick_mm=5.0, thick_p=0.5).thick
+    assert not Augmentation(thick_mm=0.0).thick
+    assert not Augmentation(thick_mm=5.0, thick_p=0.0).thick
+    assert not Augmentation(enabled=False, thick_mm=5.0).thick

@@ -22,6 +22,7 @@ from models.config import ModelConfig
 from models.data import (
     Example,
     build_cache,
+    build_thick_cache,
     load_examples,
     make_batch,
     stratified_batches,
@@ -125,6 +126,31 @@ def test_bad_series_is_recorded_and_skipped(config, tmp_path: Path) -> None:  # 
     assert [f.series_uid for f in result.failures] == [uid]
     assert result.failures[0].stage == "load" and result.failures[0].reason_code
     assert sorted(e.patient_id for e in result.examples) == ["VFEXTB000001", "VFEXTB000002"]
+
+
+def test_thick_views_are_cached_beside_the_series_and_a_bad_one_is_named(
+    config,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    db = _indexed_copy(tmp_path)
+    store = Store(db)
+    examples = build_cache(store, config, tmp_path / "cache").examples
+    with store.read() as con:
+        bad_uid, path = con.execute(
+            "SELECT l.series_uid, min(i.path) FROM clinical_links l JOIN instances i "
+            "USING (series_uid) WHERE l.patient_id = 'VFEXTB000002' GROUP BY l.series_uid"
+        ).fetchone()
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])
+    files, failures = build_thick_cache(store, config, tmp_path / "cache", examples, 5.0)
+    assert [(f.series_uid, f.stage) for f in failures] == [(bad_uid, "load")]
+    assert sorted(files) == sorted(e.series_uid for e in examples if e.series_uid != bad_uid)
+    dev = next(e for e in examples if e.site == "dev")
+    view = load_inputs(files[dev.series_uid])
+    assert files[dev.series_uid].name.endswith(f".thick5.{dev.content_hash[:16]}.npz")
+    assert view.series_uid == dev.series_uid
+    assert not np.array_equal(view.bone_muscle, load_inputs(dev.cache_path).bone_muscle)
+    assert dev.cache_path.is_file()  # the series' own inputs stay
 
 
 def _examples(n: int, seed: int) -> list[Example]:

@@ -103,6 +103,51 @@ def test_same_seed_gives_identical_weights_on_cpu(cohort: dict[str, Path], tmp_p
     assert other.model_id != runs[0].model_id
 
 
+def test_thick_slice_views_are_prepared_once_kept_out_of_the_database_and_trained_on(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    import duckdb
+
+    config = load_config(_config(cohort, epochs=1))
+    cache = tmp_path / "cache"
+    base = TrainRequest.from_config(
+        config, db=cohort["db"], device="cpu", seed=5, out=tmp_path / "a.pt", cache_dir=cache,
+        thick_mm=0.0,
+    )  # fmt: skip
+    assert not base.augmentation.thick
+
+    def biomarker_rows() -> int:
+        with duckdb.connect(str(cohort["db"]), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM biomarkers").fetchone()[0]
+
+    plain = train(base, config, log=lambda _: None)
+    rows = biomarker_rows()
+    never = dataclasses.replace(
+        base, out=tmp_path / "b.pt",
+        augmentation=dataclasses.replace(base.augmentation, thick_mm=5.0, thick_p=0.0),
+    )  # fmt: skip
+    assert train(never, config, log=lambda _: None).model_id == plain.model_id
+    assert not list(cache.glob("*thick*"))
+
+    lines: list[str] = []
+    thick = dataclasses.replace(
+        base,
+        out=tmp_path / "c.pt",
+        augmentation=dataclasses.replace(base.augmentation, thick_mm=5.0),
+    )
+    result = train(thick, config, log=lines.append)
+    assert "  16 of 16 patients with a thick view" in [line.split(",")[0] for line in lines]
+    assert len(list(cache.glob("*.thick5.*.npz"))) == 16
+    assert biomarker_rows() == rows  # the views are not scans of the archive
+    assert result.model_id != plain.model_id
+    assert result.card["configuration"]["train"]["augmentation"]["thick_mm"] == 5.0
+    assert "thick-slice views of about 5 mm, p 0.5" in result.card_md.read_text()
+    # a second run reuses the views
+    lines.clear()
+    again = train(dataclasses.replace(thick, out=tmp_path / "d.pt"), config, log=lines.append)
+    assert again.model_id == result.model_id
+
+
 def test_kfold_pools_out_of_fold_predictions(cohort: dict[str, Path], tmp_path: Path) -> None:
     config = load_config(_config(cohort, epochs=1))
     req = TrainRequest.from_config(
