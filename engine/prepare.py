@@ -264,11 +264,18 @@ def thick_view(volume: Volume, thick_mm: float, key: str) -> Volume:
     Whole slabs of ``round(thick_mm / dz)`` slices (:func:`engine.load.volume.thick_slices`),
     starting at a phase drawn from ``key`` (CRC-32 of the series UID: reproducible, and
     the slab boundaries fall on different anatomy in different patients). A series whose
-    slices are already that thick (fewer than 2 per slab) is returned as it is.
+    slices are already that thick (fewer than 2 per slab) is returned as it is; one with
+    fewer than two slabs of slices is refused (``too_few_slices``).
     """
     factor = int(round(thick_mm / volume.grid.spacing_zyx[0]))
     if factor < 2:
         return volume
+    if volume.hu.shape[0] < 2 * factor:
+        raise VfriskError(
+            "too_few_slices",
+            f"series {key}: {volume.hu.shape[0]} slices make no {thick_mm:g} mm view "
+            f"(slabs of {factor} slices)",
+        )
     return thick_slices(volume, factor, zlib.crc32(key.encode()) % factor)
 
 

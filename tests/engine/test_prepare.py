@@ -14,8 +14,9 @@ import pytest
 
 from engine.anatomy import PreprocessingSettings
 from engine.config import load_config
+from engine.errors import VfriskError
 from engine.index import IndexRequest, index_archive, rules_from_config
-from engine.load import load_volume
+from engine.load import Volume, load_volume
 from engine.prepare import (
     PreparedSeries,
     PrepareFailure,
@@ -208,3 +209,12 @@ def test_a_thick_view_job_prepares_the_series_as_thick_slabs(indexed) -> None:
     phase = zlib.crc32(job.series_uid.encode()) % 2
     np.testing.assert_allclose(view.hu[0], volume.hu[phase : phase + 2].mean(axis=0), atol=1e-3)
     assert thick_view(volume, 3.0, job.series_uid) is volume
+    short = Volume(
+        volume.hu[:3].copy(),
+        dataclasses.replace(volume.grid, shape_zyx=(3, *volume.hu.shape[1:])),
+        (),
+        "x",
+    )
+    with pytest.raises(VfriskError) as err:
+        thick_view(short, 5.0, job.series_uid)
+    assert err.value.code == "too_few_slices" and job.series_uid in err.value.message
