@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
@@ -40,7 +40,7 @@ from engine.anatomy.inputs import (
     load_inputs,
     save_inputs,
 )
-from engine.prepare import PreparedSeries, PrepareFailure, jobs_for, prepare_many
+from engine.prepare import PreparedSeries, PrepareFailure, SeriesJob, jobs_for, prepare_many
 from models.config import ModelConfig
 from models.losses import survival_labels
 from models.sampling import ModelBatch, intensity_features, sample_triplets, to_batch
@@ -164,6 +164,27 @@ def _store_inputs(prepared: PreparedSeries, target: Path) -> None:
     written.replace(target)
 
 
+def _prepare_into(
+    jobs: Sequence[SeriesJob],
+    config: Any,
+    settings: PreprocessingSettings,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    target: dict[str, Path],
+) -> Iterator[PreparedSeries | PrepareFailure]:
+    """Prepare ``jobs`` in workers, cache each prepared series at ``target[uid]``, and
+    yield every result (then report ``progress(done, total)``)."""
+    if progress is not None and jobs:
+        progress(0, len(jobs))
+    results = prepare_many(jobs, dict(config["loading"]), settings, workers=workers)
+    for done, result in enumerate(results, start=1):
+        if isinstance(result, PreparedSeries):
+            _store_inputs(result, target[result.series_uid])
+        yield result
+        if progress is not None:
+            progress(done, len(jobs))
+
+
 def build_cache(
     store: Store,
     config: Any,
@@ -238,19 +259,14 @@ def build_cache(
                 )  # fmt: skip
             pending.clear()
 
-    if progress is not None and jobs:
-        progress(0, len(jobs))
-    results = prepare_many(jobs, dict(config["loading"]), settings, workers=workers)
-    for done, result in enumerate(results, start=1):
+    target = {uid: ex.cache_path for uid, ex in examples.items()}
+    for result in _prepare_into(jobs, config, settings, workers, progress, target):
         if isinstance(result, PrepareFailure):
             failures.append(result)
         else:
-            _store_inputs(result, examples[result.series_uid].cache_path)
             pending.append(result)
             if len(pending) >= _WRITE_BATCH:
                 flush()
-        if progress is not None:
-            progress(done, len(jobs))
     flush()
     failed = {f.series_uid for f in failures}
     kept = sorted(
@@ -298,18 +314,13 @@ def build_thick_cache(
     missing = [uid for uid, path in files.items() if not path.is_file()]
     with store.read() as con:
         jobs = [dataclasses.replace(j, thick_mm=thick_mm) for j in jobs_for(con, missing)]
-    failures: list[PrepareFailure] = []
-    if progress is not None and jobs:
-        progress(0, len(jobs))
-    results = prepare_many(jobs, dict(config["loading"]), settings, workers=workers)
-    for done, result in enumerate(results, start=1):
-        if isinstance(result, PrepareFailure):
-            failures.append(result)
-            files.pop(result.series_uid)
-        else:
-            _store_inputs(result, files[result.series_uid])
-        if progress is not None:
-            progress(done, len(jobs))
+    failures = [
+        result
+        for result in _prepare_into(jobs, config, settings, workers, progress, dict(files))
+        if isinstance(result, PrepareFailure)
+    ]
+    for f in failures:
+        files.pop(f.series_uid)
     return files, tuple(failures)
 
 

@@ -52,7 +52,7 @@ def thick_slices(volume: Volume, factor: int, phase: int = 0) -> Volume:
     thick reconstruction averages the thin ones: slice thickness and spacing grow by
     ``factor``, noise falls by about its square root, and partial volume mixes endplate
     and disc. ``vfrisk train`` uses it to show the network its development scans as a
-    thick-slice site would acquire them (``[train] thick_slices``).
+    thick-slice site would acquire them (``[train] thick_mm``).
 
     Parameters
     ----------

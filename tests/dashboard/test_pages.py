@@ -108,27 +108,24 @@ def test_overview_shows_the_card_stored_with_the_model(
     (box,) = [e for e in at.expander if scored_db.model_id in e.label]
     assert not box.markdown and "No model card" in box.info[0].value
     card = json.loads((PAGES.parents[1] / "models/weights/fracture_net.card.json").read_text())
-    con = duckdb.connect(str(db))
-    try:
-        con.execute("UPDATE models SET card = ?", [json.dumps(card)])
-    finally:
-        con.close()
-    at = _app(db, monkeypatch)
-    at.run()
-    assert not at.exception, at.exception
-    (box,) = [e for e in at.expander if scored_db.model_id in e.label]
+
+    def overview_with(stored: dict):  # noqa: ANN202 - the page and the model's expander
+        con = duckdb.connect(str(db))
+        try:
+            con.execute("UPDATE models SET card = ?", [json.dumps(stored)])
+        finally:
+            con.close()
+        at = _app(db, monkeypatch)
+        at.run()
+        assert not at.exception, at.exception
+        (box,) = [e for e in at.expander if scored_db.model_id in e.label]
+        return at, box
+
+    _, box = overview_with(card)
     text = " ".join(m.value for m in box.markdown)
     assert NOTICE in text and card["command"] in text and card["model_id"] in text
     # a card of another format is named as such; the page goes on
-    con = duckdb.connect(str(db))
-    try:
-        con.execute("UPDATE models SET card = ?", [json.dumps({"model_id": "x"})])
-    finally:
-        con.close()
-    at = _app(db, monkeypatch)
-    at.run()
-    assert not at.exception, at.exception
-    (box,) = [e for e in at.expander if scored_db.model_id in e.label]
+    at, box = overview_with({"model_id": "x"})
     assert "cannot be shown" in box.warning[0].value and at.dataframe
 
 

@@ -111,17 +111,24 @@ def test_cache_reuse_and_invalidation(sample_db: Path, config, tmp_path: Path) -
     assert all(e.cache_path.exists() for e in first.examples[1:])
 
 
-def test_bad_series_is_recorded_and_skipped(config, tmp_path: Path) -> None:  # noqa: ANN001
-    db = _indexed_copy(tmp_path)
-    store = Store(db)
+def _cut_off_a_file(store: Store, patient_id: str) -> str:
+    """Cut the first file of the patient's index scan in half after indexing (its pixels
+    cannot be decoded any more); return that series' UID."""
     with store.read() as con:
         uid, path = con.execute(
             "SELECT l.series_uid, min(i.path) FROM clinical_links l JOIN instances i "
-            "USING (series_uid) WHERE l.patient_id = 'VFDEV000001' GROUP BY l.series_uid"
+            "USING (series_uid) WHERE l.patient_id = ? GROUP BY l.series_uid",
+            [patient_id],
         ).fetchone()
-    # the file is cut off after indexing: its pixels cannot be decoded any more
     data = Path(path).read_bytes()
     Path(path).write_bytes(data[: len(data) // 2])
+    return uid
+
+
+def test_bad_series_is_recorded_and_skipped(config, tmp_path: Path) -> None:  # noqa: ANN001
+    db = _indexed_copy(tmp_path)
+    store = Store(db)
+    uid = _cut_off_a_file(store, "VFDEV000001")
     result = build_cache(store, config, tmp_path / "cache")
     assert [f.series_uid for f in result.failures] == [uid]
     assert result.failures[0].stage == "load" and result.failures[0].reason_code
@@ -135,13 +142,7 @@ def test_thick_views_are_cached_beside_the_series_and_a_bad_one_is_named(
     db = _indexed_copy(tmp_path)
     store = Store(db)
     examples = build_cache(store, config, tmp_path / "cache").examples
-    with store.read() as con:
-        bad_uid, path = con.execute(
-            "SELECT l.series_uid, min(i.path) FROM clinical_links l JOIN instances i "
-            "USING (series_uid) WHERE l.patient_id = 'VFEXTB000002' GROUP BY l.series_uid"
-        ).fetchone()
-    data = Path(path).read_bytes()
-    Path(path).write_bytes(data[: len(data) // 2])
+    bad_uid = _cut_off_a_file(store, "VFEXTB000002")
     files, failures = build_thick_cache(store, config, tmp_path / "cache", examples, 5.0)
     assert [(f.series_uid, f.stage) for f in failures] == [(bad_uid, "load")]
     assert sorted(files) == sorted(e.series_uid for e in examples if e.series_uid != bad_uid)
