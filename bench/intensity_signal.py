@@ -36,9 +36,12 @@ from engine.evaluation import SurvivalTarget, harrell_c
 from engine.synth.cohort import main_series
 from engine.synth.profiles import load_profiles
 from models.checkpoint import load_checkpoint
+from models.config import LEGACY_BONE_FEATURES, ModelConfig
 from models.inference import predict
 
-NAMES = list(sampling.feature_names("bone_muscle"))
+#: Every feature the branch can read, for the summaries and the reference Cox model.
+ALL_FEATURES = ModelConfig(intensity_features=True, bone_features=LEGACY_BONE_FEATURES)
+NAMES = list(sampling.feature_names(ALL_FEATURES))
 COX_FEATURES = ["bone_median", "muscle_area_cm2", "muscle_median"]
 
 
@@ -71,7 +74,7 @@ def level_means(inputs: list[ModelInputs]) -> pd.DataFrame:
     """The branch's features averaged over the present levels, one row per series."""
     rows = []
     for x in inputs:
-        f = sampling.intensity_features(x, "bone_muscle")
+        f = sampling.intensity_features(x, ALL_FEATURES)
         rows.append(f[x.level_present].mean(axis=0))
     return pd.DataFrame(rows, columns=NAMES)
 
@@ -142,9 +145,9 @@ def main() -> None:
             f"(sd {np.nanstd(estimated[m]):.1f}, {int(np.isnan(estimated[m]).sum())} unread); "
             f"generator {offsets[site]:+.1f}"
         )
-    names = sampling.feature_names("bone_muscle")
+    names = sampling.feature_names(ck.config)
     means = [j for j, n in enumerate(names) if n.endswith(("_mean", "_median"))]
-    as_read = np.stack([sampling.intensity_features(x, "bone_muscle") for x in ext_in])
+    as_read = np.stack([sampling.intensity_features(x, ck.config) for x in ext_in])
     withheld = as_read.copy()
     withheld[..., -1] = np.nan  # no canal reading: the network leaves the features as read
     true_offsets = withheld.copy()

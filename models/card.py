@@ -38,6 +38,7 @@ from engine.evaluation import (
     cumulative_dynamic_auc,
     harrell_c,
 )
+from models.config import LEGACY_BONE_FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -423,7 +424,12 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"{model['triplets_per_level']} triplets per level, yearly hazards "
         # cards written before these keys existed: Mirai's ReLU hazards and BCE loss
         f"{model.get('hazard_activation', 'relu')}, intensity branch "
-        f"{'on' if model.get('intensity_features') else 'off'}",
+        + (
+            # without the key the branch read all six bone features (models/config.py)
+            f"on (bone features: {', '.join(model.get('bone_features', LEGACY_BONE_FEATURES))})"
+            if model.get("intensity_features")
+            else "off"
+        ),
         f"- augmentation: {_augmentation_text(train.get('augmentation'))}",
         f"- training: recipe {train['recipe']}, {train['optimizer']} lr {train['lr']}, "
         f"weight decay {train['weight_decay']}, batch {train['batch_size']} "

@@ -14,13 +14,32 @@ from typing import Any
 
 from engine.errors import VfriskError
 
-__all__ = ["FUSIONS", "HAZARD_ACTIVATIONS", "INPUT_VARIANTS", "TASKS", "WEIGHTINGS", "ModelConfig"]
+__all__ = [
+    "BONE_FEATURES",
+    "FUSIONS",
+    "HAZARD_ACTIVATIONS",
+    "INPUT_VARIANTS",
+    "LEGACY_BONE_FEATURES",
+    "TASKS",
+    "WEIGHTINGS",
+    "ModelConfig",
+]
 
 INPUT_VARIANTS = ("bone", "bone_muscle")
 TASKS = ("detection", "survival", "multitask")
 WEIGHTINGS = ("uncertainty", "pcgrad", "fixed")
 FUSIONS = ("attention", "mean")
 HAZARD_ACTIVATIONS = ("softplus", "relu")
+#: Every per-level bone feature the intensity branch can read
+#: (:func:`models.sampling.intensity_features`); checkpoints written before
+#: ``bone_features`` existed read all six, in this order.
+LEGACY_BONE_FEATURES = (
+    "bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm", "trabecular_mean",
+)  # fmt: skip
+#: The default: the three that read the same at 1, 2.5 and 5 mm slices. The median and SD of
+#: the patch's bone voxels and the body's extent in whole patch slices move with the slice
+#: thickness (README, "The model"), and the network took that for risk.
+BONE_FEATURES = ("bone_mean", "body_area_cm2", "trabecular_mean")
 
 
 def _fail(message: str) -> VfriskError:
@@ -81,6 +100,10 @@ class ModelConfig:
         Mirai's ``'relu'``, whose years can die (see
         :class:`models.heads.CumulativeProbabilityLayer`). A configuration stored without
         this key (checkpoints written before it existed) is ``'relu'``.
+    bone_features : tuple of str
+        The intensity branch's per-level bone features, a subset of
+        :data:`LEGACY_BONE_FEATURES` (default :data:`BONE_FEATURES`). A configuration stored
+        without this key (checkpoints written before it existed) reads all six.
     """
 
     input_variant: str = "bone_muscle"
@@ -99,6 +122,7 @@ class ModelConfig:
     task_weights: tuple[float, float] = (1.0, 1.0)
     intensity_features: bool = False
     hazard_activation: str = "softplus"
+    bone_features: tuple[str, ...] = BONE_FEATURES
 
     def __post_init__(self) -> None:
         choices = {
@@ -126,6 +150,16 @@ class ModelConfig:
             raise _fail(f"task_weights = {self.task_weights!r} must be two weights >= 0")
         if not isinstance(self.intensity_features, bool):
             raise _fail(f"intensity_features = {self.intensity_features!r} must be true or false")
+        unknown = [f for f in self.bone_features if f not in LEGACY_BONE_FEATURES]
+        if (
+            not self.bone_features
+            or unknown
+            or len(set(self.bone_features)) < len(self.bone_features)
+        ):
+            raise _fail(
+                f"bone_features = {self.bone_features!r} must name distinct features of "
+                f"{LEGACY_BONE_FEATURES}"
+            )
 
     @property
     def has_detection(self) -> bool:
@@ -150,17 +184,19 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists) for checkpoints and model cards.
 
-        ``intensity_features`` is written only when set and ``hazard_activation`` only
-        when it is not ``'relu'``: a network without the branch and with ReLU hazards
-        serialises as before those keys existed, so its model id (a hash over this dict,
-        :func:`models.checkpoint.compute_model_id`) is unchanged and the ids of older
-        checkpoints still verify.
+        ``intensity_features`` is written only when set, ``hazard_activation`` only when
+        it is not ``'relu'`` and ``bone_features`` only with the branch and when it is not
+        :data:`LEGACY_BONE_FEATURES`: a network serialises as before those keys existed,
+        so its model id (a hash over this dict, :func:`models.checkpoint.compute_model_id`)
+        is unchanged and the ids of older checkpoints still verify.
         """
         values = {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
         if not self.intensity_features:
             del values["intensity_features"]
+        if not self.intensity_features or self.bone_features == LEGACY_BONE_FEATURES:
+            del values["bone_features"]
         if self.hazard_activation == "relu":
             del values["hazard_activation"]
         return values
@@ -169,12 +205,15 @@ class ModelConfig:
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused (``bad_config``).
 
-        A missing ``intensity_features`` means no intensity branch and a missing
-        ``hazard_activation`` means ``'relu'`` (see :meth:`to_dict`).
+        A missing ``intensity_features`` means no intensity branch, a missing
+        ``hazard_activation`` ``'relu'`` and a missing ``bone_features``
+        :data:`LEGACY_BONE_FEATURES` (see :meth:`to_dict`).
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise _fail(f"unknown keys {unknown}; known keys are {sorted(known)}")
         values = {"intensity_features": False, "hazard_activation": "relu", **values}
+        if values["intensity_features"]:
+            values.setdefault("bone_features", LEGACY_BONE_FEATURES)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

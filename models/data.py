@@ -366,7 +366,7 @@ def load_examples(
         inputs = load_inputs(ex.cache_path, settings)
         if config is not None:
             if config.intensity_features:
-                features.append(intensity_features(inputs, config.input_variant))
+                features.append(intensity_features(inputs, config))
             variant = config.input_variant
             drop = "bone_muscle" if variant == "bone" else "bone"
             kept = getattr(inputs, variant)

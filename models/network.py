@@ -106,13 +106,11 @@ class FractureNet(nn.Module):
             if config.has_survival
             else None
         )
-        self.n_features = (
-            len(feature_names(config.input_variant)) if config.intensity_features else 0
-        )
+        self.n_features = len(feature_names(config)) if config.intensity_features else 0
         self.intensity: nn.Module | None = None
         if config.intensity_features:
             # the branch reads the tissue columns; the last, the canal, only calibrates them
-            tissue = feature_names(config.input_variant)[:-1]
+            tissue = feature_names(config)[:-1]
             self.register_buffer("feature_shift", torch.zeros(len(tissue)))
             self.register_buffer("feature_scale", torch.ones(len(tissue)))
             # the development site's canal reading per level (NaN: none in training)

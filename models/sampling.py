@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "BONE_FEATURES",
     "MUSCLE_FEATURES",
     "REFERENCE_FEATURES",
     "ModelBatch",
@@ -48,16 +47,15 @@ __all__ = [
 ]
 
 
-#: Per-level features of the bone voxels (``bone != 0``): mean, median and standard
-#: deviation of their intensity (the patch's [0, 1] scale), the body's mean axial area
-#: over the slices it occupies (cm2) and its cranio-caudal extent (cm); then the body's
+#: Per-level features of the bone voxels (``bone != 0``), by name; a model reads those of its
+#: ``ModelConfig.bone_features`` (:data:`models.config.BONE_FEATURES` by default, all of
+#: :data:`models.config.LEGACY_BONE_FEATURES` in older checkpoints): mean, median and
+#: standard deviation of their intensity (the patch's [0, 1] scale), the body's mean axial
+#: area over the slices it occupies (cm2) and its cranio-caudal extent (cm); then the body's
 #: trabecular HU as the biomarkers measured it on the native slices
 #: (``ModelInputs.trabecular_hu``, on the patch's scale; the bone mean where it was not
 #: measured or the patches have no fixed HU window): at 5 mm slices the patch statistics
 #: mix endplate and disc into the body (preprocessing pp7).
-BONE_FEATURES = (
-    "bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm", "trabecular_mean",
-)  # fmt: skip
 #: Per-level features of the muscle voxels (``bone_muscle != 0`` and ``bone == 0``): mean
 #: axial area over the body's slices (the muscles are kept within them, cm2), mean and
 #: median intensity. Only the ``bone_muscle`` variant gets them.
@@ -201,22 +199,23 @@ def take_triplets(volume: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return out
 
 
-def feature_names(input_variant: str) -> tuple[str, ...]:
-    """Names of the intensity features an input variant gets, in column order.
+def feature_names(config: ModelConfig) -> tuple[str, ...]:
+    """Names of the intensity features a model reads, in column order.
 
     Parameters
     ----------
-    input_variant : str
-        ``'bone'``: :data:`BONE_FEATURES` only (no muscle information, so the bone vs
-        bone+muscle comparison stays honest); ``'bone_muscle'``: plus
-        :data:`MUSCLE_FEATURES`. Both end with :data:`REFERENCE_FEATURES`.
+    config : ModelConfig
+        Its ``bone_features``; for ``input_variant = 'bone_muscle'`` then
+        :data:`MUSCLE_FEATURES` (the ``'bone'`` variant gets no muscle information, so the
+        bone vs bone+muscle comparison stays honest); always last
+        :data:`REFERENCE_FEATURES`.
 
     Returns
     -------
     tuple of str
     """
-    tissue = BONE_FEATURES if input_variant == "bone" else BONE_FEATURES + MUSCLE_FEATURES
-    return tissue + REFERENCE_FEATURES
+    muscle = MUSCLE_FEATURES if config.input_variant == "bone_muscle" else ()
+    return tuple(config.bone_features) + muscle + REFERENCE_FEATURES
 
 
 def _stats(values: np.ndarray) -> tuple[float, float]:
@@ -225,7 +224,7 @@ def _stats(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(np.median(values))
 
 
-def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
+def intensity_features(inputs: ModelInputs, config: ModelConfig) -> np.ndarray:
     """Quantitative intensity features of every level, from the whole level arrays.
 
     Parameters
@@ -234,8 +233,8 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
         ``bone`` marks the body (its voxels are != 0), ``bone_muscle`` != 0 and ``bone``
         == 0 the level's muscles; intensities in the patch's [0, 1] scale (uint8 / 255).
         The in-plane pixel area and slice spacing come from ``spacing_zyx_mm``.
-    input_variant : str
-        ``'bone'`` or ``'bone_muscle'`` (:func:`feature_names`).
+    config : ModelConfig
+        Which features (:func:`feature_names`).
 
     Returns
     -------
@@ -251,7 +250,8 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
         ``bone_muscle`` is not: the bone array was dropped (``models.data.load_examples``
         with ``variant``), and the muscle could not be told from the bone.
     """
-    names = feature_names(input_variant)
+    names = feature_names(config)
+    bone_names = tuple(config.bone_features)
     n_levels = inputs.bone.shape[0]
     out = np.zeros((n_levels, len(names)), dtype=np.float32)
     scale = np.float32(1.0 / 255.0) if inputs.bone.dtype == np.uint8 else np.float32(1.0)
@@ -272,17 +272,17 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
         body_slices = int(body.any(axis=(1, 2)).sum())
         values = bone[body]
         mean, median = _stats(values)
-        sd = float(values.std()) if values.size else 0.0
         per_slice = pixel_cm2 / max(body_slices, 1)
-        out[level, : len(BONE_FEATURES)] = (
-            mean,
-            median,
-            sd,
-            body.sum() * per_slice,
-            body_slices * dz_mm / 10.0,
-            trabecular[level] if np.isfinite(trabecular[level]) else mean,
-        )
-        if input_variant != "bone":
+        measured = {
+            "bone_mean": mean,
+            "bone_median": median,
+            "bone_sd": float(values.std()) if values.size else 0.0,
+            "body_area_cm2": body.sum() * per_slice,
+            "body_height_cm": body_slices * dz_mm / 10.0,
+            "trabecular_mean": trabecular[level] if np.isfinite(trabecular[level]) else mean,
+        }
+        out[level, : len(bone_names)] = [measured[n] for n in bone_names]
+        if config.input_variant != "bone":
             both = inputs.bone_muscle[level].astype(np.float32) * scale
             if not body.any() and both.any():
                 raise ValueError(
@@ -292,7 +292,7 @@ def intensity_features(inputs: ModelInputs, input_variant: str) -> np.ndarray:
                 )
             muscle = both[(both != 0) & ~body]
             m_mean, m_median = _stats(muscle)
-            out[level, len(BONE_FEATURES) : -1] = (muscle.size * per_slice, m_mean, m_median)
+            out[level, len(bone_names) : -1] = (muscle.size * per_slice, m_mean, m_median)
     return out
 
 
@@ -315,7 +315,7 @@ def sample_triplets(
         None: deterministic centred triplets (evaluation). A generator: random triplets
         (training), reproducible from its seed.
     features : np.ndarray, optional
-        ``intensity_features(inputs, config.input_variant)`` when the caller has them
+        ``intensity_features(inputs, config)`` when the caller has them
         (training measures each series once, not every epoch).
 
     Returns
@@ -343,7 +343,7 @@ def sample_triplets(
             if not config.intensity_features
             else features
             if features is not None
-            else intensity_features(inputs, config.input_variant)
+            else intensity_features(inputs, config)
         ),
     )
 

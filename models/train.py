@@ -444,6 +444,7 @@ class TrainRequest:
             dropout=float(values["dropout"]),
             n_levels=len(config["preprocessing"]["levels"]),
             intensity_features=bool(values["intensity_features"]),
+            bone_features=tuple(str(f) for f in values["bone_features"]),
             hazard_activation=str(values["hazard_activation"]),
         )  # fmt: skip
         cache = values["cache_dir"]
@@ -694,7 +695,7 @@ def _fit(
             images, draws = augment_images(tb.batch.images, request.augmentation, aug_gen)
             features = tb.batch.features
             if features is not None:
-                features = augment_features(features, feature_names(config.input_variant), draws)
+                features = augment_features(features, feature_names(config), draws)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 out = model(images, tb.batch.level_present, features)
             losses = []

@@ -28,6 +28,9 @@ def test_config_round_trips_through_json() -> None:
         {"max_followup": 0},
         {"dropout": 1.0},
         {"hazard_activation": "tanh"},
+        {"bone_features": ("bone_texture",)},
+        {"bone_features": ()},
+        {"bone_features": ("bone_mean", "bone_mean")},
     ],
 )
 def test_bad_values_are_refused(bad: dict[str, object]) -> None:
@@ -84,3 +87,40 @@ def test_train_request_takes_the_hazard_activation_from_train_config(tmp_path) -
     assert default.hazard_activation == config["train"]["hazard_activation"] == "softplus"
     relu = TrainRequest.from_config(config, db=tmp_path / "x.duckdb", hazard_activation="relu")
     assert relu.model.hazard_activation == "relu"
+
+
+def test_bone_features_default_and_older_checkpoints_read_all_six() -> None:
+    from models.config import BONE_FEATURES, LEGACY_BONE_FEATURES
+
+    new = ModelConfig(intensity_features=True)
+    assert new.bone_features == BONE_FEATURES
+    assert new.to_dict()["bone_features"] == list(BONE_FEATURES)
+    assert ModelConfig.from_dict(json.loads(json.dumps(new.to_dict()))) == new
+    # a checkpoint written before the key existed: the branch read all six
+    old = new.to_dict()
+    del old["bone_features"]
+    assert ModelConfig.from_dict(old).bone_features == LEGACY_BONE_FEATURES
+    legacy = ModelConfig(intensity_features=True, bone_features=LEGACY_BONE_FEATURES)
+    assert "bone_features" not in legacy.to_dict()  # its model id is unchanged
+    assert "bone_features" not in ModelConfig().to_dict()  # no branch, no key
+
+
+def test_train_request_reads_bone_features_and_refuses_unknown_ones(tmp_path) -> None:
+    from engine.config import load_config
+    from models.train import TrainRequest
+
+    config = load_config()
+    default = TrainRequest.from_config(config, db=tmp_path / "x.duckdb").model
+    assert default.bone_features == tuple(config["train"]["bone_features"])
+    older = TrainRequest.from_config(
+        config, db=tmp_path / "x.duckdb", bone_features=["bone_median", "bone_sd"]
+    )
+    assert older.model.bone_features == ("bone_median", "bone_sd")
+    with pytest.raises(VfriskError) as err:
+        TrainRequest.from_config(config, db=tmp_path / "x.duckdb", bone_features=["texture"])
+    assert err.value.code == "bad_config" and "bone_features" in err.value.message
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[train]\nbone_features = "bone_mean"\n')
+    with pytest.raises(VfriskError) as err:
+        load_config(bad)
+    assert err.value.code == "bad_config" and "bone_features" in err.value.message

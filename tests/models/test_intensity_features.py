@@ -12,11 +12,10 @@ import torch
 
 from engine.anatomy.inputs import ModelInputs
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import ModelConfig
+from models.config import LEGACY_BONE_FEATURES, ModelConfig
 from models.inference import predict
 from models.network import FractureNet
 from models.sampling import (
-    BONE_FEATURES,
     MUSCLE_FEATURES,
     REFERENCE_FEATURES,
     feature_names,
@@ -26,6 +25,8 @@ from models.sampling import (
 )
 
 LEVELS = ("T12", "L1", "L2", "L3", "L4")
+#: Every feature the branch can read (older checkpoints read all of them).
+ALL = ModelConfig(intensity_features=True, bone_features=LEGACY_BONE_FEATURES)
 WINDOW = (-200.0, 1000.0)  # the default fixed HU window: 1 HU = 1 / 1200 of the scale
 
 
@@ -117,7 +118,7 @@ def _perturbed(config: ModelConfig, seed: int = 0) -> FractureNet:
             p.add_(0.05 * torch.randn_like(p))
     if config.intensity_features:
         series = [_series(s) for s in range(4)]
-        feats = np.stack([intensity_features(x, config.input_variant) for x in series])
+        feats = np.stack([intensity_features(x, config) for x in series])
         present = np.stack([x.level_present for x in series])
         net.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
     return net.eval()
@@ -125,8 +126,8 @@ def _perturbed(config: ModelConfig, seed: int = 0) -> FractureNet:
 
 @pytest.mark.parametrize("dtype", ["float16", "uint8"])
 def test_features_against_hand_computed_values(dtype: str) -> None:
-    features = intensity_features(_hand_made(dtype), "bone_muscle")
-    assert features.shape == (5, len(BONE_FEATURES) + len(MUSCLE_FEATURES) + 1)
+    features = intensity_features(_hand_made(dtype), ALL)
+    assert features.shape == (5, len(LEGACY_BONE_FEATURES) + len(MUSCLE_FEATURES) + 1)
     assert features.dtype == np.float32
     # Level 0 by hand: body values (0.5, 0.25, 0.5, 0.25) on 2 slices of 2.25 mm, pixels
     # of 2 x 2 mm = 0.04 cm2; muscle values (0.125, 0.375, 0.125).
@@ -150,18 +151,31 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
     np.testing.assert_allclose(
         features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.5, 0.0, 0.0, 0.0, 0.2], rtol=0, atol=tol
     )
-    assert features[3, BONE_FEATURES.index("trabecular_mean")] == pytest.approx(0.3)
+    assert features[3, LEGACY_BONE_FEATURES.index("trabecular_mean")] == pytest.approx(0.3)
     assert np.isnan(features[3, -1])  # a present level without a reading
+    # a model reads the columns its configuration names, in that order
+    default = ModelConfig(intensity_features=True)
+    assert feature_names(default)[:3] == ("bone_mean", "body_area_cm2", "trabecular_mean")
+    columns = [feature_names(ALL).index(n) for n in feature_names(default)]
+    np.testing.assert_array_equal(
+        intensity_features(_hand_made(dtype), default), features[:, columns]
+    )
+    mine = dataclasses.replace(default, bone_features=("trabecular_mean", "bone_sd"))
+    columns = [feature_names(ALL).index(n) for n in feature_names(mine)]
+    np.testing.assert_array_equal(intensity_features(_hand_made(dtype), mine), features[:, columns])
 
 
 def test_bone_variant_gets_only_bone_features() -> None:
     series = _hand_made("float16")
-    assert feature_names("bone") == BONE_FEATURES + REFERENCE_FEATURES
-    assert feature_names("bone_muscle") == BONE_FEATURES + MUSCLE_FEATURES + REFERENCE_FEATURES
-    bone = intensity_features(series, "bone")
-    assert bone.shape == (5, len(BONE_FEATURES) + 1)
-    columns = [*range(len(BONE_FEATURES)), -1]
-    np.testing.assert_array_equal(bone, intensity_features(series, "bone_muscle")[:, columns])
+    for both in (ALL, ModelConfig(intensity_features=True)):
+        bone_only = dataclasses.replace(both, input_variant="bone")
+        names = both.bone_features
+        assert feature_names(bone_only) == names + REFERENCE_FEATURES
+        assert feature_names(both) == names + MUSCLE_FEATURES + REFERENCE_FEATURES
+        bone = intensity_features(series, bone_only)
+        assert bone.shape == (5, len(names) + 1)
+        columns = [*range(len(names)), -1]
+        np.testing.assert_array_equal(bone, intensity_features(series, both)[:, columns])
 
 
 def test_samples_and_batches_carry_features(
@@ -171,10 +185,11 @@ def test_samples_and_batches_carry_features(
     assert sample_triplets(series[0], tiny_config).features is None
     assert to_batch([sample_triplets(s, tiny_config) for s in series]).features is None
     batch = to_batch([sample_triplets(s, branch_config) for s in series])
-    assert batch.features is not None and batch.features.shape == (2, 5, 10)
+    n_features = len(feature_names(branch_config))
+    assert batch.features is not None and batch.features.shape == (2, 5, n_features)
     assert batch.features.dtype == torch.float32
     np.testing.assert_array_equal(
-        batch.features[1].numpy(), intensity_features(series[1], "bone_muscle")
+        batch.features[1].numpy(), intensity_features(series[1], branch_config)
     )
     with pytest.raises(ValueError, match="some samples have intensity features"):
         to_batch(
@@ -194,7 +209,7 @@ def test_shapes_with_and_without_branch(tiny_config: ModelConfig, variant: str) 
         assert out.risk is not None and out.risk.shape == (3, config.max_followup)
         assert bool(torch.all(out.risk[:, 1:] >= out.risk[:, :-1]))
         if branch:
-            n_features = 7 if variant == "bone" else 10
+            n_features = len(feature_names(config))
             with pytest.raises(ValueError, match="needs features of shape"):
                 _perturbed(config)(batch.images, present)
             with pytest.raises(ValueError, match="needs features of shape"):
@@ -245,32 +260,34 @@ def test_bone_only_model_ignores_muscle_voxels(
     assert (a.p_fracture != b.p_fracture) is changes
 
 
-def _calibrated(feats: np.ndarray, present: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def _calibrated(
+    config: ModelConfig, feats: np.ndarray, present: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
     """The network's calibration (models.network module doc) in plain numpy."""
     canal = np.where(present, feats[..., -1], np.nan)
     with warnings.catch_warnings():  # a patient without readings: all-NaN median
         warnings.simplefilter("ignore", RuntimeWarning)
         offset = np.nan_to_num(np.nanmedian(canal - reference, axis=1), nan=0.0)
     out = feats[..., :-1].astype(np.float64)  # the canal column leaves
-    moved = [n.endswith(("_mean", "_median")) for n in feature_names("bone_muscle")[:-1]]
+    moved = [n.endswith(("_mean", "_median")) for n in feature_names(config)[:-1]]
     out[..., moved] -= offset[:, None, None]
     return out
 
 
 def test_feature_scaling_against_numpy(branch_config: ModelConfig) -> None:
     series = [_series(s, present=(True, s % 2 == 0, True, True, True)) for s in range(5)]
-    feats = np.stack([intensity_features(x, "bone_muscle") for x in series])
+    feats = np.stack([intensity_features(x, branch_config) for x in series])
     present = np.stack([x.level_present for x in series])
     net = FractureNet(branch_config)
     net.fit_feature_scaling(torch.from_numpy(feats), torch.from_numpy(present))
     reference = np.nanmedian(np.where(present, feats[..., -1], np.nan), axis=0)
     np.testing.assert_allclose(net.canal_reference.numpy(), reference, rtol=1e-6)
-    rows = _calibrated(feats, present, reference)[present]  # present levels only
+    rows = _calibrated(branch_config, feats, present, reference)[present]  # present levels only
     sd = rows.std(axis=0)
     np.testing.assert_allclose(net.feature_shift.numpy(), rows.mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(net.feature_scale.numpy(), np.where(sd > 1e-8, sd, 1.0), rtol=1e-4)
     # The box body has the same size on every level: a constant feature keeps scale 1.
-    assert net.feature_scale[BONE_FEATURES.index("body_area_cm2")] == 1.0
+    assert net.feature_scale[feature_names(branch_config).index("body_area_cm2")] == 1.0
     with pytest.raises(ValueError, match="no intensity branch"):
         FractureNet(
             dataclasses.replace(branch_config, intensity_features=False)
@@ -297,7 +314,7 @@ def test_calibration_undoes_a_scanner_offset(branch_config: ModelConfig) -> None
         moved = [_read_offset(x, hu) for x in series]
         a, b = (to_batch([sample_triplets(x, branch_config) for x in xs]) for xs in (series, moved))
         assert a.features is not None and b.features is not None
-        means = [n.endswith(("_mean", "_median")) for n in feature_names("bone_muscle")]
+        means = [n.endswith(("_mean", "_median")) for n in feature_names(branch_config)]
         # as read, every mean and median moved by the offset ...
         np.testing.assert_allclose(
             (b.features - a.features)[..., means][a.level_present], hu / 1200.0, atol=2e-3
@@ -401,9 +418,10 @@ def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
         for i, x in enumerate(series)
     ]
     loaded = load_examples(examples, config=config)
-    assert loaded.features is not None and loaded.features.shape == (2, 5, 10)
+    n_features = len(feature_names(config))
+    assert loaded.features is not None and loaded.features.shape == (2, 5, n_features)
     for original, in_memory, measured in zip(series, loaded.inputs, loaded.features, strict=True):
-        np.testing.assert_array_equal(intensity_features(original, "bone_muscle"), measured)
+        np.testing.assert_array_equal(intensity_features(original, config), measured)
         np.testing.assert_array_equal(in_memory.bone_muscle, original.bone_muscle)
         assert in_memory.bone.strides == (0,) * 4  # the bone array no longer in memory
     # scoring with the measured features equals scoring the full inputs
@@ -415,7 +433,7 @@ def test_training_and_scoring_see_the_same_features(tmp_path: Path) -> None:
         assert [p.p_fracture for p in a] == [p.p_fracture for p in b]
     # the dropped array cannot be measured from
     with pytest.raises(ValueError, match="bone array is empty"):
-        intensity_features(loaded.inputs[0], "bone_muscle")
+        intensity_features(loaded.inputs[0], config)
 
 
 def test_features_measured_once_give_the_same_batches(branch_config: ModelConfig) -> None:
@@ -428,7 +446,7 @@ def test_features_measured_once_give_the_same_batches(branch_config: ModelConfig
                 cache_path=Path("unused"), prevalent_vf=i % 2, followup_years=3.0, event=0)
         for i, x in enumerate(series)
     ]  # fmt: skip
-    feats = np.stack([intensity_features(x, "bone_muscle") for x in series])
+    feats = np.stack([intensity_features(x, branch_config) for x in series])
     index = np.array([2, 0])
     a = make_batch(examples, series, index, branch_config, np.random.default_rng(4))
     b = make_batch(examples, series, index, branch_config, np.random.default_rng(4), "cpu", feats)
