@@ -104,11 +104,7 @@ def main() -> None:
     base = data[args.cohorts[0]]
     for cohort in args.cohorts[1:]:
         other = data[cohort]
-        pids = [
-            q
-            for q in base
-            if q in other and np.array_equal(base[q].level_present, other[q].level_present)
-        ]
+        pids = [q for q in base if q in other and same_levels(base[q], other[q])]
         xb, xo = [base[q] for q in pids], [other[q] for q in pids]
         total = cloglog(scores(xo)[0]) - cloglog(scores(xb)[0])
         line = f"{cohort} against {args.cohorts[0]}, {len(pids)} patients: risk shift "

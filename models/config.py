@@ -31,7 +31,12 @@ WEIGHTINGS = ("uncertainty", "pcgrad", "fixed")
 FUSIONS = ("attention", "mean")
 HAZARD_ACTIVATIONS = ("softplus", "relu")
 #: Every per-level bone feature the intensity branch can read
-#: (:func:`models.sampling.intensity_features`); checkpoints written before
+#: (:func:`models.sampling.intensity_features`, over the bone voxels ``bone != 0``): mean,
+#: median and standard deviation of their intensity (the patch's [0, 1] scale), the body's
+#: mean axial area over the slices it occupies (cm2) and its cranio-caudal extent (cm), and
+#: the body's trabecular HU as the biomarkers measured it on the native slices
+#: (``ModelInputs.trabecular_hu``, on the patch's scale; the bone mean where it was not
+#: measured or the patches have no fixed HU window). Checkpoints written before
 #: ``bone_features`` existed read all six, in this order.
 LEGACY_BONE_FEATURES = (
     "bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm", "trabecular_mean",

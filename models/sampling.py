@@ -47,15 +47,6 @@ __all__ = [
 ]
 
 
-#: Per-level features of the bone voxels (``bone != 0``), by name; a model reads those of its
-#: ``ModelConfig.bone_features`` (:data:`models.config.BONE_FEATURES` by default, all of
-#: :data:`models.config.LEGACY_BONE_FEATURES` in older checkpoints): mean, median and
-#: standard deviation of their intensity (the patch's [0, 1] scale), the body's mean axial
-#: area over the slices it occupies (cm2) and its cranio-caudal extent (cm); then the body's
-#: trabecular HU as the biomarkers measured it on the native slices
-#: (``ModelInputs.trabecular_hu``, on the patch's scale; the bone mean where it was not
-#: measured or the patches have no fixed HU window): at 5 mm slices the patch statistics
-#: mix endplate and disc into the body (preprocessing pp7).
 #: Per-level features of the muscle voxels (``bone_muscle != 0`` and ``bone == 0``): mean
 #: axial area over the body's slices (the muscles are kept within them, cm2), mean and
 #: median intensity. Only the ``bone_muscle`` variant gets them.
