@@ -38,7 +38,7 @@ from engine.evaluation import (
     cumulative_dynamic_auc,
     harrell_c,
 )
-from models.config import LEGACY_BONE_FEATURES
+from models.config import LEGACY_BONE_FEATURES, LEGACY_MUSCLE_FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -351,6 +351,18 @@ def _recalibration_lines(internal: dict[str, Any]) -> list[str]:
     ]
 
 
+def _branch_text(model: dict[str, Any]) -> str:
+    """The intensity branch and the features it reads, from a card's model configuration."""
+    if not model.get("intensity_features"):
+        return "off"
+    # without the keys the branch read every bone and muscle feature (models/config.py)
+    text = f"on (bone features: {', '.join(model.get('bone_features', LEGACY_BONE_FEATURES))}"
+    if model["input_variant"] == "bone_muscle":
+        muscle = model.get("muscle_features", LEGACY_MUSCLE_FEATURES)
+        text += f"; muscle features: {', '.join(muscle) or 'none'}"
+    return text + ")"
+
+
 def _augmentation_text(aug: dict[str, Any] | None) -> str:
     if not aug or not aug.get("enabled", True):
         return "none"
@@ -423,13 +435,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"encoder width {model['width']} depth {model['depth']}, fusion {model['fusion']}, "
         f"{model['triplets_per_level']} triplets per level, yearly hazards "
         # cards written before these keys existed: Mirai's ReLU hazards and BCE loss
-        f"{model.get('hazard_activation', 'relu')}, intensity branch "
-        + (
-            # without the key the branch read all six bone features (models/config.py)
-            f"on (bone features: {', '.join(model.get('bone_features', LEGACY_BONE_FEATURES))})"
-            if model.get("intensity_features")
-            else "off"
-        ),
+        f"{model.get('hazard_activation', 'relu')}, intensity branch {_branch_text(model)}",
         f"- augmentation: {_augmentation_text(train.get('augmentation'))}",
         f"- training: recipe {train['recipe']}, {train['optimizer']} lr {train['lr']}, "
         f"weight decay {train['weight_decay']}, batch {train['batch_size']} "

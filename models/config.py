@@ -20,6 +20,8 @@ __all__ = [
     "HAZARD_ACTIVATIONS",
     "INPUT_VARIANTS",
     "LEGACY_BONE_FEATURES",
+    "LEGACY_MUSCLE_FEATURES",
+    "MUSCLE_FEATURES",
     "TASKS",
     "WEIGHTINGS",
     "ModelConfig",
@@ -45,6 +47,13 @@ LEGACY_BONE_FEATURES = (
 #: the patch's bone voxels and the body's extent in whole patch slices move with the slice
 #: thickness (README, "The model"), and the network took that for risk.
 BONE_FEATURES = ("bone_mean", "body_area_cm2", "trabecular_mean")
+#: Every per-level muscle feature the ``bone_muscle`` variant's branch can read, over the
+#: muscle voxels (``bone_muscle != 0`` and ``bone == 0``): their mean axial area over the
+#: body's slices (the muscles are kept within them, cm2), mean and median intensity.
+#: Checkpoints written before ``muscle_features`` existed read all three, in this order.
+LEGACY_MUSCLE_FEATURES = ("muscle_area_cm2", "muscle_mean", "muscle_median")
+#: The default muscle features.
+MUSCLE_FEATURES = LEGACY_MUSCLE_FEATURES
 
 
 def _fail(message: str) -> VfriskError:
@@ -109,6 +118,10 @@ class ModelConfig:
         The intensity branch's per-level bone features, a subset of
         :data:`LEGACY_BONE_FEATURES` (default :data:`BONE_FEATURES`). A configuration stored
         without this key (checkpoints written before it existed) reads all six.
+    muscle_features : tuple of str
+        The branch's per-level muscle features for ``input_variant = 'bone_muscle'``, a
+        subset of :data:`LEGACY_MUSCLE_FEATURES`, possibly empty (default
+        :data:`MUSCLE_FEATURES`). A configuration stored without this key reads all three.
     """
 
     input_variant: str = "bone_muscle"
@@ -128,6 +141,7 @@ class ModelConfig:
     intensity_features: bool = False
     hazard_activation: str = "softplus"
     bone_features: tuple[str, ...] = BONE_FEATURES
+    muscle_features: tuple[str, ...] = MUSCLE_FEATURES
 
     def __post_init__(self) -> None:
         choices = {
@@ -155,16 +169,17 @@ class ModelConfig:
             raise _fail(f"task_weights = {self.task_weights!r} must be two weights >= 0")
         if not isinstance(self.intensity_features, bool):
             raise _fail(f"intensity_features = {self.intensity_features!r} must be true or false")
-        unknown = [f for f in self.bone_features if f not in LEGACY_BONE_FEATURES]
-        if (
-            not self.bone_features
-            or unknown
-            or len(set(self.bone_features)) < len(self.bone_features)
+        for name, allowed, may_be_empty in (
+            ("bone_features", LEGACY_BONE_FEATURES, False),
+            ("muscle_features", LEGACY_MUSCLE_FEATURES, True),
         ):
-            raise _fail(
-                f"bone_features = {self.bone_features!r} must name distinct features of "
-                f"{LEGACY_BONE_FEATURES}"
-            )
+            chosen = getattr(self, name)
+            if (
+                (not chosen and not may_be_empty)
+                or any(f not in allowed for f in chosen)
+                or len(set(chosen)) < len(chosen)
+            ):
+                raise _fail(f"{name} = {chosen!r} must name distinct features of {allowed}")
 
     @property
     def has_detection(self) -> bool:
@@ -190,8 +205,9 @@ class ModelConfig:
         """JSON-ready dict (tuples as lists) for checkpoints and model cards.
 
         ``intensity_features`` is written only when set, ``hazard_activation`` only when
-        it is not ``'relu'`` and ``bone_features`` only with the branch and when it is not
-        :data:`LEGACY_BONE_FEATURES`: a network serialises as before those keys existed,
+        it is not ``'relu'`` and ``bone_features`` / ``muscle_features`` only with the
+        branch and when they are not :data:`LEGACY_BONE_FEATURES` /
+        :data:`LEGACY_MUSCLE_FEATURES`: a network serialises as before those keys existed,
         so its model id (a hash over this dict, :func:`models.checkpoint.compute_model_id`)
         is unchanged and the ids of older checkpoints still verify.
         """
@@ -200,8 +216,12 @@ class ModelConfig:
         }
         if not self.intensity_features:
             del values["intensity_features"]
-        if not self.intensity_features or self.bone_features == LEGACY_BONE_FEATURES:
-            del values["bone_features"]
+        for name, legacy in (
+            ("bone_features", LEGACY_BONE_FEATURES),
+            ("muscle_features", LEGACY_MUSCLE_FEATURES),
+        ):
+            if not self.intensity_features or getattr(self, name) == legacy:
+                del values[name]
         if self.hazard_activation == "relu":
             del values["hazard_activation"]
         return values
@@ -211,8 +231,9 @@ class ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused (``bad_config``).
 
         A missing ``intensity_features`` means no intensity branch, a missing
-        ``hazard_activation`` ``'relu'`` and a missing ``bone_features``
-        :data:`LEGACY_BONE_FEATURES` (see :meth:`to_dict`).
+        ``hazard_activation`` ``'relu'`` and a missing ``bone_features`` /
+        ``muscle_features`` :data:`LEGACY_BONE_FEATURES` / :data:`LEGACY_MUSCLE_FEATURES`
+        (see :meth:`to_dict`).
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -221,4 +242,5 @@ class ModelConfig:
         values = {"intensity_features": False, "hazard_activation": "relu", **values}
         if values["intensity_features"]:
             values.setdefault("bone_features", LEGACY_BONE_FEATURES)
+            values.setdefault("muscle_features", LEGACY_MUSCLE_FEATURES)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

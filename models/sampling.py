@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "MUSCLE_FEATURES",
     "REFERENCE_FEATURES",
     "ModelBatch",
     "TripletSample",
@@ -47,10 +46,6 @@ __all__ = [
 ]
 
 
-#: Per-level features of the muscle voxels (``bone_muscle != 0`` and ``bone == 0``): mean
-#: axial area over the body's slices (the muscles are kept within them, cm2), mean and
-#: median intensity. Only the ``bone_muscle`` variant gets them.
-MUSCLE_FEATURES = ("muscle_area_cm2", "muscle_mean", "muscle_median")
 #: The scan's internal HU reference, last column of every variant: the spinal canal's
 #: median HU behind the body (``ModelInputs.canal_hu``) in the patch's [0, 1] scale; NaN
 #: where it was not read or the patches have no fixed HU window. The network compares it
@@ -196,8 +191,8 @@ def feature_names(config: ModelConfig) -> tuple[str, ...]:
     Parameters
     ----------
     config : ModelConfig
-        Its ``bone_features``; for ``input_variant = 'bone_muscle'`` then
-        :data:`MUSCLE_FEATURES` (the ``'bone'`` variant gets no muscle information, so the
+        Its ``bone_features``; for ``input_variant = 'bone_muscle'`` then its
+        ``muscle_features`` (the ``'bone'`` variant gets no muscle information, so the
         bone vs bone+muscle comparison stays honest); always last
         :data:`REFERENCE_FEATURES`.
 
@@ -205,7 +200,7 @@ def feature_names(config: ModelConfig) -> tuple[str, ...]:
     -------
     tuple of str
     """
-    muscle = MUSCLE_FEATURES if config.input_variant == "bone_muscle" else ()
+    muscle = tuple(config.muscle_features) if config.input_variant == "bone_muscle" else ()
     return tuple(config.bone_features) + muscle + REFERENCE_FEATURES
 
 
@@ -283,7 +278,12 @@ def intensity_features(inputs: ModelInputs, config: ModelConfig) -> np.ndarray:
                 )
             muscle = both[(both != 0) & ~body]
             m_mean, m_median = _stats(muscle)
-            out[level, len(bone_names) : -1] = (muscle.size * per_slice, m_mean, m_median)
+            measured = {
+                "muscle_area_cm2": muscle.size * per_slice,
+                "muscle_mean": m_mean,
+                "muscle_median": m_median,
+            }
+            out[level, len(bone_names) : -1] = [measured[n] for n in config.muscle_features]
     return out
 
 

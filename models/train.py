@@ -445,6 +445,7 @@ class TrainRequest:
             n_levels=len(config["preprocessing"]["levels"]),
             intensity_features=bool(values["intensity_features"]),
             bone_features=tuple(str(f) for f in values["bone_features"]),
+            muscle_features=tuple(str(f) for f in values["muscle_features"]),
             hazard_activation=str(values["hazard_activation"]),
         )  # fmt: skip
         cache = values["cache_dir"]

@@ -16,6 +16,7 @@ from models.card import (
     find_cohort_manifest,
     metrics_for,
     record_check,
+    render_markdown,
     write_card,
 )
 from models.data import Example
@@ -123,6 +124,16 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
     assert md.count(NOTICE) == 2 and "| internal validation | 120 |" in md
     assert "| external: ext_a | 120 |" in md and "vfrisk synth c --patients 5" in md
     assert "yearly hazards relu, intensity branch off" in md
+    branch = _card(metrics)
+    # a card written before bone_features / muscle_features existed: every feature was read
+    branch["configuration"]["model"].update(intensity_features=True, input_variant="bone_muscle")
+    legacy_md = render_markdown(branch)
+    assert "bone features: bone_mean, bone_median, bone_sd, body_area_cm2" in legacy_md
+    assert "muscle features: muscle_area_cm2, muscle_mean, muscle_median)" in legacy_md
+    branch["configuration"]["model"].update(input_variant="bone", bone_features=["bone_mean"])
+    assert "on (bone features: bone_mean)\n" in render_markdown(branch)
+    branch["configuration"]["model"].update(input_variant="bone_muscle", muscle_features=[])
+    assert "(bone features: bone_mean; muscle features: none)" in render_markdown(branch)
     assert "flip p 0.5; scanner: blur up to 1.0 px, noise up to 0.0125, offset +-0.0" in md
     c = metrics["c_index"]
     assert f"{c['estimate']:.3f} ({c['ci_low']:.3f}-{c['ci_high']:.3f})" in md

@@ -31,6 +31,8 @@ def test_config_round_trips_through_json() -> None:
         {"bone_features": ("bone_texture",)},
         {"bone_features": ()},
         {"bone_features": ("bone_mean", "bone_mean")},
+        {"muscle_features": ("muscle_sd",)},
+        {"muscle_features": ("muscle_mean", "muscle_mean")},
     ],
 )
 def test_bad_values_are_refused(bad: dict[str, object]) -> None:
@@ -105,6 +107,19 @@ def test_bone_features_default_and_older_checkpoints_read_all_six() -> None:
     assert "bone_features" not in ModelConfig().to_dict()  # no branch, no key
 
 
+def test_muscle_features_older_checkpoints_read_all_three() -> None:
+    from models.config import LEGACY_MUSCLE_FEATURES
+
+    legacy = ModelConfig(intensity_features=True, muscle_features=LEGACY_MUSCLE_FEATURES)
+    assert "muscle_features" not in legacy.to_dict()  # the ids of older checkpoints verify
+    assert ModelConfig.from_dict(legacy.to_dict()).muscle_features == LEGACY_MUSCLE_FEATURES
+    for chosen in (("muscle_area_cm2", "muscle_median"), ()):
+        mine = ModelConfig(intensity_features=True, muscle_features=chosen)
+        assert mine.to_dict()["muscle_features"] == list(chosen)
+        assert ModelConfig.from_dict(json.loads(json.dumps(mine.to_dict()))) == mine
+    assert "muscle_features" not in ModelConfig().to_dict()  # no branch, no key
+
+
 def test_train_request_reads_bone_features_and_refuses_unknown_ones(tmp_path) -> None:
     from engine.config import load_config
     from models.train import TrainRequest
@@ -119,6 +134,14 @@ def test_train_request_reads_bone_features_and_refuses_unknown_ones(tmp_path) ->
     with pytest.raises(VfriskError) as err:
         TrainRequest.from_config(config, db=tmp_path / "x.duckdb", bone_features=["texture"])
     assert err.value.code == "bad_config" and "bone_features" in err.value.message
+    assert default.muscle_features == tuple(config["train"]["muscle_features"])
+    mine = TrainRequest.from_config(
+        config, db=tmp_path / "x.duckdb", muscle_features=["muscle_median"]
+    )
+    assert mine.model.muscle_features == ("muscle_median",)
+    with pytest.raises(VfriskError) as err:
+        TrainRequest.from_config(config, db=tmp_path / "x.duckdb", muscle_features=["fat"])
+    assert err.value.code == "bad_config" and "muscle_features" in err.value.message
     bad = tmp_path / "bad.toml"
     bad.write_text('[train]\nbone_features = "bone_mean"\n')
     with pytest.raises(VfriskError) as err:

@@ -12,11 +12,10 @@ import torch
 
 from engine.anatomy.inputs import ModelInputs
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import LEGACY_BONE_FEATURES, ModelConfig
+from models.config import LEGACY_BONE_FEATURES, LEGACY_MUSCLE_FEATURES, ModelConfig
 from models.inference import predict
 from models.network import FractureNet
 from models.sampling import (
-    MUSCLE_FEATURES,
     REFERENCE_FEATURES,
     feature_names,
     intensity_features,
@@ -26,7 +25,11 @@ from models.sampling import (
 
 LEVELS = ("T12", "L1", "L2", "L3", "L4")
 #: Every feature the branch can read (older checkpoints read all of them).
-ALL = ModelConfig(intensity_features=True, bone_features=LEGACY_BONE_FEATURES)
+ALL = ModelConfig(
+    intensity_features=True,
+    bone_features=LEGACY_BONE_FEATURES,
+    muscle_features=LEGACY_MUSCLE_FEATURES,
+)
 WINDOW = (-200.0, 1000.0)  # the default fixed HU window: 1 HU = 1 / 1200 of the scale
 
 
@@ -127,7 +130,7 @@ def _perturbed(config: ModelConfig, seed: int = 0) -> FractureNet:
 @pytest.mark.parametrize("dtype", ["float16", "uint8"])
 def test_features_against_hand_computed_values(dtype: str) -> None:
     features = intensity_features(_hand_made(dtype), ALL)
-    assert features.shape == (5, len(LEGACY_BONE_FEATURES) + len(MUSCLE_FEATURES) + 1)
+    assert features.shape == (5, len(LEGACY_BONE_FEATURES) + len(LEGACY_MUSCLE_FEATURES) + 1)
     assert features.dtype == np.float32
     # Level 0 by hand: body values (0.5, 0.25, 0.5, 0.25) on 2 slices of 2.25 mm, pixels
     # of 2 x 2 mm = 0.04 cm2; muscle values (0.125, 0.375, 0.125).
@@ -160,9 +163,14 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
     np.testing.assert_array_equal(
         intensity_features(_hand_made(dtype), default), features[:, columns]
     )
-    mine = dataclasses.replace(default, bone_features=("trabecular_mean", "bone_sd"))
-    columns = [feature_names(ALL).index(n) for n in feature_names(mine)]
-    np.testing.assert_array_equal(intensity_features(_hand_made(dtype), mine), features[:, columns])
+    for mine in (
+        dataclasses.replace(default, bone_features=("trabecular_mean", "bone_sd")),
+        dataclasses.replace(default, muscle_features=("muscle_median", "muscle_area_cm2")),
+        dataclasses.replace(default, muscle_features=()),
+    ):
+        columns = [feature_names(ALL).index(n) for n in feature_names(mine)]
+        got = intensity_features(_hand_made(dtype), mine)
+        np.testing.assert_array_equal(got, features[:, columns])
 
 
 def test_bone_variant_gets_only_bone_features() -> None:
@@ -171,7 +179,7 @@ def test_bone_variant_gets_only_bone_features() -> None:
         bone_only = dataclasses.replace(both, input_variant="bone")
         names = both.bone_features
         assert feature_names(bone_only) == names + REFERENCE_FEATURES
-        assert feature_names(both) == names + MUSCLE_FEATURES + REFERENCE_FEATURES
+        assert feature_names(both) == names + both.muscle_features + REFERENCE_FEATURES
         bone = intensity_features(series, bone_only)
         assert bone.shape == (5, len(names) + 1)
         columns = [*range(len(names)), -1]
