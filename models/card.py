@@ -442,7 +442,11 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"({train['batches']}), up to {train['epochs']} epochs, patience {train['patience']}, "
         f"seed {train['seed']}, "
         + (f"{train['folds']} folds" if train["folds"] else f"validation {train['val_fraction']}")
-        + f", survival loss {train.get('survival_loss', 'bce')}",
+        + f", survival loss {train.get('survival_loss', 'bce')}"
+        # cards written before the key existed: no weight average
+        + (
+            f", weights averaged (EMA decay {train['ema_decay']})" if train.get("ema_decay") else ""
+        ),
         f"- preprocessing: version {card['configuration']['preprocessing']['version']}, "
         f"intensity {card['configuration']['preprocessing']['intensity']}",
         *_canal_lines(card["configuration"].get("canal_reference_hu")),

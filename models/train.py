@@ -31,6 +31,7 @@ What one call of :func:`train` does (issue 6, "Training"; Kong et al. 2025):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -370,6 +371,11 @@ class TrainRequest:
         ``likelihood`` or ``bce`` (:func:`models.losses.survival_loss`).
     recalibrate : bool
         Fit the risk's recalibration on the validation patients (:mod:`models.recalibration`).
+    ema_decay : float
+        0 (default): validation, epoch selection and the saved weights use the network as
+        trained. In (0, 1): they use an exponential moving average of its weights, updated
+        after every optimiser step with decay ``min(ema_decay, (1 + t) / (10 + t))`` at
+        step t (:class:`_WeightAverage`).
     """
 
     db: Path
@@ -396,6 +402,7 @@ class TrainRequest:
     select: str = "c_index"
     survival_loss: str = "likelihood"
     recalibrate: bool = True
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience", "workers", "min_events"):
@@ -411,6 +418,8 @@ class TrainRequest:
             raise _bad("train: lr must be > 0 and weight_decay >= 0")
         if not self.sites:
             raise _bad("train: give at least one training site")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise _bad(f"train: ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.select not in _SELECT:
             raise _bad(f"train: select must be one of {_SELECT}, got {self.select!r}")
         if self.survival_loss not in SURVIVAL_LOSSES:
@@ -485,6 +494,7 @@ class TrainRequest:
             select=str(values["select"]),
             survival_loss=str(values["survival_loss"]),
             recalibrate=bool(values["recalibrate"]),
+            ema_decay=float(values["ema_decay"]),
         )
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -496,6 +506,7 @@ class TrainRequest:
             "val_fraction": self.val_fraction, "folds": self.folds, "patience": self.patience,
             "min_events": self.min_events, "select": self.select,
             "survival_loss": self.survival_loss, "recalibrate": self.recalibrate,
+            "ema_decay": self.ema_decay,
             "augmentation": dataclasses.asdict(self.augmentation),
             "batches": "stratified by prevalent x incident fracture (cohort proportions)",
         }  # fmt: skip
@@ -638,6 +649,37 @@ class _Fit:
     val_predictions: list[Prediction]
 
 
+class _WeightAverage:
+    """Exponential moving average of a network's floating-point parameters.
+
+    ``update`` after each optimiser step moves the average toward the parameters with decay
+    ``min(decay, (1 + t) / (10 + t))`` at step t (a short warm-up: the first steps are not
+    averaged with the random initialisation); ``network()`` is a copy of the network
+    carrying the averaged weights and the network's current buffers.
+    """
+
+    def __init__(self, model: FractureNet, decay: float) -> None:
+        self.model = model
+        self.decay = decay
+        self.steps = 0
+        self.average = copy.deepcopy(model)
+        self.average.requires_grad_(False)
+
+    def update(self) -> None:
+        self.steps += 1
+        d = min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        with torch.no_grad():
+            pairs = zip(self.average.parameters(), self.model.parameters(), strict=True)
+            for mine, theirs in pairs:
+                if mine.is_floating_point():
+                    mine.lerp_(theirs, 1.0 - d)
+
+    def network(self) -> FractureNet:
+        for mine, theirs in zip(self.average.buffers(), self.model.buffers(), strict=True):
+            mine.copy_(theirs)
+        return self.average
+
+
 def _fit(
     request: TrainRequest,
     train_ex: Sequence[Example],
@@ -675,6 +717,7 @@ def _fit(
         weighting.to(device)
         groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=request.lr)
+    average = _WeightAverage(model, request.ema_decay) if request.ema_decay > 0 else None
     best = _Fit(state={}, best_epoch=0, best_metric=-math.inf, history=[], val_predictions=[])
     stale = 0
     for epoch in range(1, request.epochs + 1):
@@ -715,10 +758,13 @@ def _fit(
             opt.zero_grad(set_to_none=True)
             multitask_backward(weighting, losses, model)
             opt.step()
+            if average is not None:
+                average.update()
             for i, loss in enumerate(losses):
                 losses_sum[i] += float(loss.detach())
             steps += 1
-        preds = predict(model, val_in.inputs, device=device, features=val_in.features)
+        evaluated = model if average is None else average.network()
+        preds = predict(evaluated, val_in.inputs, device=device, features=val_in.features)
         metric = _selection_metric(config, val_ex, preds, request.select)
         mean = losses_sum / max(steps, 1)
         seconds = time.perf_counter() - t0
@@ -728,7 +774,8 @@ def _fit(
         )  # fmt: skip
         improved = metric > best.best_metric or not best.state
         if improved:
-            best.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            state = evaluated.state_dict()
+            best.state = {k: v.detach().cpu().clone() for k, v in state.items()}
             best.best_epoch = epoch
             best.best_metric = metric if not math.isnan(metric) else -math.inf
             best.val_predictions = preds

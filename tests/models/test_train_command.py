@@ -13,6 +13,7 @@ import pytest
 from engine.anatomy.inputs import ModelInputs
 from engine.cli import main
 from engine.config import load_config
+from engine.errors import VfriskError
 from models.card import NOTICE
 from models.checkpoint import load_checkpoint
 from models.inference import predict
@@ -101,6 +102,33 @@ def test_same_seed_gives_identical_weights_on_cpu(cohort: dict[str, Path], tmp_p
         dataclasses.replace(base, out=tmp_path / "c.pt", seed=6), config, log=lambda _: None
     )
     assert other.model_id != runs[0].model_id
+
+
+def test_weight_average_is_what_is_selected_and_saved(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    config = load_config(_config(cohort, ema_decay=0.9))
+    request = TrainRequest.from_config(config, db=cohort["db"], device="cpu", seed=5)
+    assert request.ema_decay == 0.9
+    runs = [
+        train(dataclasses.replace(request, out=tmp_path / f"{name}.pt"), config, log=lambda _: None)
+        for name in ("a", "b")
+    ]
+    assert runs[0].model_id == runs[1].model_id  # deterministic with the average too
+    plain = train(
+        dataclasses.replace(request, out=tmp_path / "plain.pt", ema_decay=0.0),
+        config,
+        log=lambda _: None,
+    )
+    assert plain.model_id != runs[0].model_id  # the saved weights are the average
+    card = json.loads((tmp_path / "a.card.json").read_text())
+    assert card["configuration"]["train"]["ema_decay"] == 0.9
+    assert "weights averaged (EMA decay 0.9)" in (tmp_path / "a.card.md").read_text()
+    assert "EMA" not in (tmp_path / "plain.card.md").read_text()
+    for bad in (1.0, -0.1):
+        with pytest.raises(VfriskError) as err:
+            TrainRequest.from_config(config, db=cohort["db"], ema_decay=bad)
+        assert err.value.code == "bad_argument" and "ema_decay" in err.value.message
 
 
 def test_thick_slice_views_are_prepared_once_kept_out_of_the_database_and_trained_on(

@@ -80,3 +80,31 @@ def test_training_is_deterministic_under_a_seed(
     a = _steps(tiny_config, make_inputs, 3, seed=7)
     b = _steps(tiny_config, make_inputs, 3, seed=7)
     assert a[0] == b[0] and a[1] == b[1]
+
+
+def test_weight_average_follows_the_warm_up_and_decay_by_hand() -> None:
+    from models.train import _WeightAverage
+
+    torch.manual_seed(0)
+    net = FractureNet(ModelConfig(width=8, depth=(1, 1), intensity_features=True))
+    first = [p.detach().clone() for p in net.parameters()]
+    average = _WeightAverage(net, decay=0.5)
+    expected = [p.clone() for p in first]
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(float(step))
+        average.update()
+        d = min(0.5, (1.0 + step) / (10.0 + step))  # warm-up: 0.18, 0.25, 0.31
+        expected = [
+            d * e + (1 - d) * p.detach() for e, p in zip(expected, net.parameters(), strict=True)
+        ]
+    for got, want, p in zip(
+        average.network().parameters(), expected, net.parameters(), strict=True
+    ):
+        torch.testing.assert_close(got, want)
+        assert not torch.equal(got, p)  # an average, not the network's weights
+    # buffers are the network's own (the branch's feature scaling is fitted before training)
+    net.feature_scale.fill_(3.0)
+    assert torch.equal(average.network().feature_scale, net.feature_scale)
+    assert all(not p.requires_grad for p in average.network().parameters())
