@@ -36,11 +36,15 @@ from engine.evaluation import SurvivalTarget, harrell_c
 from engine.synth.cohort import main_series
 from engine.synth.profiles import load_profiles
 from models.checkpoint import load_checkpoint
-from models.config import LEGACY_BONE_FEATURES, ModelConfig
+from models.config import LEGACY_BONE_FEATURES, LEGACY_MUSCLE_FEATURES, ModelConfig
 from models.inference import predict
 
 #: Every feature the branch can read, for the summaries and the reference Cox model.
-ALL_FEATURES = ModelConfig(intensity_features=True, bone_features=LEGACY_BONE_FEATURES)
+ALL_FEATURES = ModelConfig(
+    intensity_features=True,
+    bone_features=LEGACY_BONE_FEATURES,
+    muscle_features=LEGACY_MUSCLE_FEATURES,
+)
 NAMES = list(sampling.feature_names(ALL_FEATURES))
 COX_FEATURES = ["bone_median", "muscle_area_cm2", "muscle_median"]
 

@@ -1,6 +1,7 @@
 """How a checkpoint's scores move with the slice thickness of the same patients.
 
-Not a speed benchmark: the analysis behind ``[train] bone_features`` (README, "The model").
+Not a speed benchmark: the analysis behind ``[train] bone_features`` and
+``muscle_features`` (README, "The model" and "Train").
 Give one generated cohort and re-renderings of the same patients at other slice
 thicknesses (``vfrisk synth`` with the same seed, site and patient count and a
 ``--profiles`` file that changes only ``slice_thickness_mm``), each with its inputs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import LEGACY_BONE_FEATURES, ModelConfig
+from models.config import LEGACY_BONE_FEATURES, LEGACY_MUSCLE_FEATURES, ModelConfig
 from models.encoder import ConvNeXtEncoder
 from models.sampling import feature_names
 from models.train import Augmentation, IntensityDraws, augment_features, augment_images
@@ -85,7 +85,12 @@ def test_noise_and_offset_follow_the_draws_per_patient() -> None:
 
 def test_features_move_with_the_offset_and_the_noise() -> None:
     # every column an older checkpoint reads, the SD and the height included
-    names = feature_names(ModelConfig(intensity_features=True, bone_features=LEGACY_BONE_FEATURES))
+    every = ModelConfig(
+        intensity_features=True,
+        bone_features=LEGACY_BONE_FEATURES,
+        muscle_features=LEGACY_MUSCLE_FEATURES,
+    )
+    names = feature_names(every)
     feats = torch.rand(2, 5, len(names))
     draws = IntensityDraws(
         noise_sd=torch.tensor([0.0, 0.03], dtype=torch.float64),
