@@ -497,7 +497,7 @@ _GRADE_LEVELS = ("T12", "L1", "L2", "L3", "L4")
 
 def synthetic_check(
     checkpoint: Path | str,
-    cohort_dir: Path | str,
+    cohorts: Path | str | Sequence[Path | str],
     config: Any,
     *,
     workers: int = 1,
@@ -506,8 +506,12 @@ def synthetic_check(
 ) -> dict[str, Any]:
     """Score ``checkpoint`` on a generated cohort and compare with its ground truth.
 
-    Each patient's soft-kernel series (:func:`engine.synth.cohort.main_series`) is
-    prepared through :func:`engine.prepare.prepare_many` and scored through
+    ``cohorts`` is one folder written by ``vfrisk synth`` or several, whose patients are
+    pooled into one check (say four cohorts of 500 with their own seeds, when a cohort of
+    2,000 does not fit the disk: each cohort's archive may be deleted once ``cache_dir``
+    holds its inputs). Each patient's soft-kernel series
+    (:func:`engine.synth.cohort.main_series`) is prepared through
+    :func:`engine.prepare.prepare_many` and scored through
     :func:`models.inference.predict`, exactly as ``vfrisk score`` would. With
     ``cache_dir`` the prepared inputs are kept there (:func:`engine.anatomy.save_inputs`)
     and reused by the next check of the same cohort. ``against`` is a second checkpoint
@@ -516,22 +520,22 @@ def synthetic_check(
     Returns
     -------
     dict
-        ``cohort`` (manifest request), ``n`` scored, ``failed``; ``detection_auroc_grade2``
-        (max Genant grade over T12-L4 >= 2, from ``truth/patients.csv``) and
-        ``detection_auroc_any`` (``prevalent_vf``); Harrell c-index (5-year horizon) of the
-        model's 5-year risk and of ``oracle_image_5y``, ``oracle_bone_5y``,
-        ``oracle_full_5y``, ``frax_mof`` and ``combined_cv`` (:func:`cross_fitted_combined`)
-        on the same patients, ``c_ratio_to_oracle_image``,
-        ``c_ratio_combined_to_oracle_full`` and ``model_vs_frax`` (paired difference of
-        the c-indices, :func:`engine.evaluation.compare_concordance`: CI and p-value);
-        for a survival head ``risk_by_year`` (mean predicted
-        risk and the Aalen-Johansen cumulative incidence at years 1..5) and
-        ``calibration_5y`` (slope, intercept, ICI of the 5-year risk). With ``against``:
-        ``vs_other`` (its model id, input variant and task, its c-index, the paired
-        difference of this model's minus its, CI and p-value, and
+        ``cohort`` (the manifest's request; a list of them when several cohorts were
+        pooled), ``n`` scored, ``failed``; ``detection_auroc_grade2`` (max Genant grade over
+        T12-L4 >= 2, from ``truth/patients.csv``) and ``detection_auroc_any``
+        (``prevalent_vf``); Harrell c-index (5-year horizon) of the model's 5-year risk and
+        of ``oracle_image_5y``, ``oracle_bone_5y``, ``oracle_full_5y``, ``frax_mof`` and
+        ``combined_cv`` (:func:`cross_fitted_combined`) on the same patients,
+        ``c_ratio_to_oracle_image``, ``c_ratio_combined_to_oracle_full`` and
+        ``model_vs_frax`` (paired difference of the c-indices,
+        :func:`engine.evaluation.compare_concordance`: CI and p-value); for a survival head
+        ``risk_by_year`` (mean predicted risk and the Aalen-Johansen cumulative incidence at
+        years 1..5) and ``calibration_5y`` (slope, intercept, ICI of the 5-year risk). With
+        ``against``: ``vs_other`` (its model id, input variant and task, its c-index, the
+        paired difference of this model's minus its, CI and p-value, and
         ``share_of_oracle_muscle_gain``: that difference over the c-index of
-        ``oracle_image_5y`` minus that of ``oracle_bone_5y``, the study's "muscle
-        matters" measure when this model is bone+muscle and the other bone-only).
+        ``oracle_image_5y`` minus that of ``oracle_bone_5y``, the study's "muscle matters"
+        measure when this model is bone+muscle and the other bone-only).
     """
     import pandas as pd
 
@@ -542,20 +546,25 @@ def synthetic_check(
     from models.comparators import CoxSettings
     from models.inference import predict
 
-    cohort_dir = Path(cohort_dir)
+    dirs = [Path(cohorts)] if isinstance(cohorts, str | Path) else [Path(c) for c in cohorts]
     ck = load_checkpoint(checkpoint)
     other = None if against is None else load_checkpoint(against)  # before the slow part
     if other is not None and not (ck.config.has_survival and other.config.has_survival):
         raise VfriskError(
             "bad_argument", f"{checkpoint} and {against} need survival heads to be compared"
         )
+    requests = _cohort_requests(dirs)
     settings = PreprocessingSettings.from_config(config)
-    series = main_series(cohort_dir)
-    jobs = [
-        SeriesJob(series_uid=u, paths=tuple(str(p) for p in series_files(cohort_dir, u)),
-                  patient_id=p)
-        for u, p in zip(series["series_uid"], series["patient_id"], strict=True)
-    ]  # fmt: skip
+    jobs, truths, uid_to_row = [], [], {}
+    for n, cohort_dir in enumerate(dirs):
+        series = main_series(cohort_dir)
+        truth = pd.read_csv(cohort_dir / "truth" / "patients.csv").set_index("patient_id")
+        # pooled cohorts number their patients alike: a row is (cohort, patient)
+        truths.append(truth.set_index(pd.Index([(n, p) for p in truth.index])))
+        for u, p in zip(series["series_uid"], series["patient_id"], strict=True):
+            files = tuple(str(f) for f in series_files(cohort_dir, u))
+            jobs.append(SeriesJob(series_uid=u, paths=files, patient_id=p))
+            uid_to_row[u] = (n, p)
     prepared: dict[str, Any] = {}
     if cache_dir is not None:
         for job in jobs:
@@ -571,15 +580,13 @@ def synthetic_check(
                 save_inputs(r.inputs, cache_dir)
         else:
             failed += 1
-    uid_to_patient = dict(zip(series["series_uid"], series["patient_id"], strict=True))
     uids = sorted(prepared)
     preds = predict(ck.model, [prepared[u] for u in uids])
-    truth = pd.read_csv(cohort_dir / "truth" / "patients.csv").set_index("patient_id")
-    rows = truth.loc[[uid_to_patient[u] for u in uids]]
+    rows = pd.concat(truths).loc[[uid_to_row[u] for u in uids]]
     grade = rows[[f"grade_{lv}" for lv in _GRADE_LEVELS]].max(axis=1).to_numpy()
     target = SurvivalTarget.from_arrays(rows["followup_years"], rows["event_type"])
     out: dict[str, Any] = {
-        "cohort": json.loads((cohort_dir / "manifest.json").read_text())["request"],
+        "cohort": requests[0] if len(requests) == 1 else requests,
         "model_id": ck.model_id,
         "n": len(uids),
         "failed": failed,
@@ -651,6 +658,34 @@ def synthetic_check(
         }
         out["calibration_5y"] = calibration_summary(target, scores["model_5y"], 5.0)
     return out
+
+
+def _cohort_requests(dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """Each cohort's ``vfrisk synth`` request, read before anything slow; refuses a folder
+    that is no generated cohort and a cohort given twice (or generated twice alike)."""
+    if not dirs:
+        raise VfriskError("bad_argument", "the check needs at least one cohort folder")
+    requests, seen = [], {}
+    for d in dirs:
+        manifest = d / "manifest.json"
+        if not manifest.is_file() or not (d / "truth" / "patients.csv").is_file():
+            raise VfriskError(
+                "bad_argument",
+                f"{d} is not a folder written by `vfrisk synth` (no manifest.json or "
+                "truth/patients.csv); generate one with `vfrisk synth`",
+            )
+        req = json.loads(manifest.read_text())["request"]
+        same = {k: req.get(k) for k in ("seed", "sites", "patients", "resolution")}
+        key = json.dumps(same, sort_keys=True)
+        if key in seen:
+            raise VfriskError(
+                "bad_argument",
+                f"{d} and {seen[key]} hold the same patients (seed {req.get('seed')}, sites "
+                f"{req.get('sites')}); pool cohorts generated with different seeds",
+            )
+        seen[key] = d
+        requests.append(req)
+    return requests
 
 
 def _by_site_check(
@@ -747,9 +782,21 @@ def cross_fitted_combined(
 
 def _check_lines(check: dict[str, Any]) -> list[str]:
     req = check["cohort"]
+    if isinstance(req, list):  # several cohorts pooled
+        what = (
+            f"{len(req)} `vfrisk synth` cohorts pooled, seeds "
+            f"{', '.join(str(r['seed']) for r in req)}, "
+            f"{sum(r['patients'] for r in req)} patients, sites "
+            f"{' / '.join(sorted({r['sites'] for r in req}))}, resolution "
+            f"{' / '.join(sorted({r['resolution'] for r in req}))}"
+        )
+    else:
+        what = (
+            f"`vfrisk synth` seed {req['seed']}, {req['patients']} patients, sites "
+            f"{req['sites']}, resolution {req['resolution']}"
+        )
     lines = [
-        f"`vfrisk synth` seed {req['seed']}, {req['patients']} patients, sites "
-        f"{req['sites']}, resolution {req['resolution']} (never used in training): "
+        f"{what} (never used in training): "
         f"{check['n']} scored, {check['failed']} failed; {check['grade2_cases']} with a "
         f"grade >= 2 fracture, {check['any_grade_cases']} any grade, "
         f"{check['incident_5y']} incident fractures < 5 y.",
@@ -821,8 +868,8 @@ def record_check(checkpoint: Path | str, check: dict[str, Any]) -> tuple[Path, P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m models.card check CHECKPOINT COHORT [--workers N] [--cache DIR] [--record]
-    [--against OTHER]``."""
+    """``python -m models.card check CHECKPOINT COHORT [COHORT ...] [--workers N] [--cache DIR]
+    [--record] [--against OTHER]``."""
     import argparse
 
     from engine.config import load_config
@@ -831,7 +878,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="score a checkpoint on a generated cohort vs truth")
     check.add_argument("checkpoint", type=Path)
-    check.add_argument("cohort", type=Path, help="a folder written by `vfrisk synth`")
+    check.add_argument(
+        "cohorts", type=Path, nargs="+", help="folders written by `vfrisk synth` (pooled)"
+    )
     check.add_argument("--workers", type=int, default=1)
     check.add_argument("--record", action="store_true", help="write the result into the card")
     check.add_argument("--cache", type=Path, help="keep / reuse the prepared inputs here")
@@ -840,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     result = synthetic_check(
-        args.checkpoint, args.cohort, load_config(), workers=args.workers,
+        args.checkpoint, args.cohorts, load_config(), workers=args.workers,
         cache_dir=args.cache, against=args.against,
     )  # fmt: skip
     print("\n".join(_check_lines(result)))

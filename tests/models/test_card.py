@@ -291,3 +291,54 @@ def test_check_against_a_second_checkpoint(tmp_path: Path, tiny_config) -> None:
         synthetic_check(
             paths["muscle"], tmp_path / "nowhere", config, against=tmp_path / "missing.pt"
         )
+
+
+def test_check_pools_several_cohorts(tmp_path: Path, tiny_config) -> None:  # noqa: ANN001
+    """Several cohorts (their archives gone once the cache holds their inputs) make one
+    check: every patient once, keyed by cohort, though the cohorts number theirs alike."""
+    import shutil
+
+    import torch
+
+    from engine.anatomy.inputs import PreprocessingSettings
+    from engine.config import load_config
+    from engine.errors import VfriskError
+    from engine.synth.cohort import SynthRequest, synthesize
+    from models.card import _check_lines, synthetic_check
+    from models.checkpoint import save_checkpoint
+    from models.network import FractureNet
+
+    config = load_config()
+    torch.manual_seed(3)
+    checkpoint = tmp_path / "net.pt"
+    version = PreprocessingSettings.from_config(config).version
+    save_checkpoint(FractureNet(tiny_config).eval(), checkpoint, preprocessing_version=version)
+    cohorts = [tmp_path / "a", tmp_path / "b"]
+    for seed, out in zip((4242, 4343), cohorts, strict=True):
+        synthesize(SynthRequest(out=out, patients=10, sites="ext_a:1,ext_b:1", seed=seed))
+    cache = tmp_path / "cache"
+    first = synthetic_check(checkpoint, cohorts, config, cache_dir=cache)
+    for c in cohorts:
+        shutil.rmtree(c / "archive")  # from here on the inputs come from the cache only
+    pooled = synthetic_check(checkpoint, cohorts, config, cache_dir=cache)
+    assert pooled == first
+    assert pooled["failed"] == 0 and pooled["n"] == 20
+    assert [r["seed"] for r in pooled["cohort"]] == [4242, 4343]
+    assert sum(m["n"] for m in pooled["by_site"].values()) == 20
+    # the truth rows follow their own cohort: the oracle's c-index over both truth tables
+    truth = pd.concat(pd.read_csv(c / "truth" / "patients.csv") for c in cohorts)
+    assert pooled["any_grade_cases"] == truth["prevalent_vf"].sum()
+    assert (
+        pooled["incident_5y"] == ((truth["event_type"] == 1) & (truth["followup_years"] < 5)).sum()
+    )
+    target = SurvivalTarget.from_arrays(truth["followup_years"], truth["event_type"])
+    oracle = harrell_c(target, truth["oracle_image_5y"].to_numpy()).estimate
+    assert pooled["c_index"]["oracle_image_5y"]["estimate"] == pytest.approx(oracle, abs=1e-4)
+    assert (
+        "2 `vfrisk synth` cohorts pooled, seeds 4242, 4343, 20 patients" in _check_lines(pooled)[0]
+    )
+    with pytest.raises(VfriskError, match="hold the same patients") as same:
+        synthetic_check(checkpoint, [cohorts[0], cohorts[0]], config, cache_dir=cache)
+    assert same.value.code == "bad_argument"
+    with pytest.raises(VfriskError, match="nowhere is not a folder written by `vfrisk synth`"):
+        synthetic_check(checkpoint, [cohorts[0], tmp_path / "nowhere"], config)
