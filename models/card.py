@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import math
 import platform
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -888,10 +889,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--against", type=Path, help="a second checkpoint, compared paired on the same patients"
     )
     args = parser.parse_args(argv)
-    result = synthetic_check(
-        args.checkpoint, args.cohorts, load_config(), workers=args.workers,
-        cache_dir=args.cache, against=args.against,
-    )  # fmt: skip
+    try:
+        result = synthetic_check(
+            args.checkpoint, args.cohorts, load_config(), workers=args.workers,
+            cache_dir=args.cache, against=args.against,
+        )  # fmt: skip
+    except VfriskError as exc:
+        print(f"models.card: error {exc}", file=sys.stderr)
+        return 2
     print("\n".join(_check_lines(result)))
     if args.record:
         print("card updated:", *record_check(args.checkpoint, result))

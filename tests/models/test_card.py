@@ -293,7 +293,7 @@ def test_check_against_a_second_checkpoint(tmp_path: Path, tiny_config) -> None:
         )
 
 
-def test_check_pools_several_cohorts(tmp_path: Path, tiny_config) -> None:  # noqa: ANN001
+def test_check_pools_several_cohorts(tmp_path: Path, tiny_config, capsys) -> None:  # noqa: ANN001
     """Several cohorts (their archives gone once the cache holds their inputs) make one
     check: every patient once, keyed by cohort, though the cohorts number theirs alike."""
     import shutil
@@ -304,7 +304,7 @@ def test_check_pools_several_cohorts(tmp_path: Path, tiny_config) -> None:  # no
     from engine.config import load_config
     from engine.errors import VfriskError
     from engine.synth.cohort import SynthRequest, synthesize
-    from models.card import _check_lines, synthetic_check
+    from models.card import _check_lines, main, synthetic_check
     from models.checkpoint import save_checkpoint
     from models.network import FractureNet
 
@@ -342,3 +342,6 @@ def test_check_pools_several_cohorts(tmp_path: Path, tiny_config) -> None:  # no
     assert same.value.code == "bad_argument"
     with pytest.raises(VfriskError, match="nowhere is not a folder written by `vfrisk synth`"):
         synthetic_check(checkpoint, [cohorts[0], tmp_path / "nowhere"], config)
+    # the command says so in one line and exits 2, no traceback
+    assert main(["check", str(checkpoint), str(cohorts[0]), str(tmp_path / "nowhere")]) == 2
+    assert "error [bad_argument]" in capsys.readouterr().err
