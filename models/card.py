@@ -527,13 +527,14 @@ def synthetic_check(
         (``prevalent_vf``); Harrell c-index (5-year horizon) of the model's 5-year risk and
         of ``oracle_image_5y``, ``oracle_bone_5y``, ``oracle_full_5y``, ``frax_mof`` and
         ``combined_cv`` (:func:`cross_fitted_combined`) on the same patients,
-        ``c_ratio_to_oracle_image``, ``c_ratio_combined_to_oracle_full`` and
-        ``model_vs_frax`` (paired difference of the c-indices,
-        :func:`engine.evaluation.compare_concordance`: CI and p-value); for a survival head
-        ``risk_by_year`` (mean predicted risk and the Aalen-Johansen cumulative incidence at
-        years 1..5) and ``calibration_5y`` (slope, intercept, ICI of the 5-year risk). With
-        ``against``: ``vs_other`` (its model id, input variant and task, its c-index, the
-        paired difference of this model's minus its, CI and p-value, and
+        ``c_ratio_to_oracle_image``, ``c_ratio_combined_to_oracle_full``,
+        ``model_vs_frax`` and ``model_vs_oracle_image`` (paired difference of the c-indices,
+        :func:`engine.evaluation.compare_concordance`: CI and p-value; the interval of the
+        ratio to ``oracle_image`` is 1 + the difference's over its c-index); for a survival
+        head ``risk_by_year`` (mean predicted risk and the Aalen-Johansen cumulative
+        incidence at years 1..5) and ``calibration_5y`` (slope, intercept, ICI of the 5-year
+        risk). With ``against``: ``vs_other`` (its model id, input variant and task, its
+        c-index, the paired difference of this model's minus its, CI and p-value, and
         ``share_of_oracle_muscle_gain``: that difference over the c-index of
         ``oracle_image_5y`` minus that of ``oracle_bone_5y``, the study's "muscle matters"
         measure when this model is bone+muscle and the other bone-only).
@@ -622,11 +623,12 @@ def synthetic_check(
             c_index["model_5y"]["estimate"] / c_index["oracle_image_5y"]["estimate"]
         )
     if "model_5y" in c_index:
-        vs = compare_concordance(target, scores["model_5y"], scores["frax_mof"])
-        out["model_vs_frax"] = {
-            "difference": _num(vs.difference), "ci_low": _num(vs.ci_low),
-            "ci_high": _num(vs.ci_high), "p_value": _num(vs.p_value),
-        }  # fmt: skip
+        for key, name in (("model_vs_frax", "frax_mof"), ("model_vs_oracle_image", oracles[0])):
+            vs = compare_concordance(target, scores["model_5y"], scores[name])
+            out[key] = {
+                "difference": _num(vs.difference), "ci_low": _num(vs.ci_low),
+                "ci_high": _num(vs.ci_high), "p_value": _num(vs.p_value),
+            }  # fmt: skip
     if other is not None and "model_5y" in scores:
         other_preds = predict(other.model, [prepared[u] for u in uids])
         theirs = np.array([x.risk[min(5, len(x.risk)) - 1] for x in other_preds])
@@ -813,7 +815,16 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
         + "; ".join(f"{k} {_fmt(v)}" for k, v in check["c_index"].items())
     )
     if check.get("c_ratio_to_oracle_image") is not None:
-        lines.append(f"- model / oracle_image c-index: {check['c_ratio_to_oracle_image']:.3f}")
+        line = f"- model / oracle_image c-index: {check['c_ratio_to_oracle_image']:.3f}"
+        vs = check.get("model_vs_oracle_image")  # older cards lack it
+        if vs is not None:
+            oracle = check["c_index"]["oracle_image_5y"]["estimate"]
+            line += (
+                f" ({1 + vs['ci_low'] / oracle:.3f}-{1 + vs['ci_high'] / oracle:.3f}; paired "
+                f"difference {vs['difference']:+.3f} ({vs['ci_low']:+.3f} to "
+                f"{vs['ci_high']:+.3f}), p = {vs['p_value']:.3f})"
+            )
+        lines.append(line)
     for site, m in (check.get("by_site") or {}).items():
         parts = [f"{m['n']} patients"]
         if "detection_auroc_grade2" in m:

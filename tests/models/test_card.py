@@ -149,6 +149,8 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
         "c_ratio_combined_to_oracle_full": 0.9612,
         "model_vs_frax": {"difference": -0.035, "ci_low": -0.16, "ci_high": 0.09,
                           "p_value": 0.58},
+        "model_vs_oracle_image": {"difference": -0.05, "ci_low": -0.09, "ci_high": -0.015,
+                                  "p_value": 0.004},
         "risk_by_year": {"predicted_mean": [0.05, 0.1, 0.12, 0.13, 0.15],
                          "observed_aj": [0.04, 0.09, None, 0.12, 0.14]},
         "by_site": {"ext_a": {"n": 75, "c_index": {"estimate": 0.72, "ci_low": 0.6,
@@ -163,7 +165,11 @@ def test_card_renders_and_records_a_check(tmp_path: Path) -> None:
     assert json.loads(json_path.read_text())["synthetic_check"] == check
     md = md_path.read_text()
     assert "seed 77, 150 patients" in md and "grade >= 2: 0.900 (0.800-0.970)" in md
-    assert "model / oracle_image c-index: 0.933" in md
+    # the ratio's interval: 1 + the paired difference's over the oracle's c-index (0.75)
+    assert (
+        "model / oracle_image c-index: 0.933 (0.880-0.980; paired difference -0.050 "
+        "(-0.090 to -0.015), p = 0.004)" in md
+    )
     assert (
         "- site ext_a: 75 patients; c-index 0.720 (0.600-0.800) against oracle_image "
         "0.750 (0.960 x)" in md
@@ -334,6 +340,11 @@ def test_check_pools_several_cohorts(tmp_path: Path, tiny_config, capsys) -> Non
     target = SurvivalTarget.from_arrays(truth["followup_years"], truth["event_type"])
     oracle = harrell_c(target, truth["oracle_image_5y"].to_numpy()).estimate
     assert pooled["c_index"]["oracle_image_5y"]["estimate"] == pytest.approx(oracle, abs=1e-4)
+    vs = pooled["model_vs_oracle_image"]
+    c = pooled["c_index"]
+    difference = c["model_5y"]["estimate"] - c["oracle_image_5y"]["estimate"]
+    assert vs["difference"] == pytest.approx(difference, abs=2e-4)
+    assert vs["ci_low"] <= vs["difference"] <= vs["ci_high"]
     assert (
         "2 `vfrisk synth` cohorts pooled, seeds 4242, 4343, 20 patients" in _check_lines(pooled)[0]
     )
