@@ -665,7 +665,7 @@ def synthetic_check(
 
 def _cohort_requests(dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """Each cohort's ``vfrisk synth`` request, read before anything slow; refuses a folder
-    that is no generated cohort and a cohort given twice (or generated twice alike)."""
+    that is no generated cohort and two cohorts of one seed."""
     if not dirs:
         raise VfriskError("bad_argument", "the check needs at least one cohort folder")
     requests, seen = [], {}
@@ -678,15 +678,16 @@ def _cohort_requests(dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "truth/patients.csv); generate one with `vfrisk synth`",
             )
         req = json.loads(manifest.read_text())["request"]
-        same = {k: req.get(k) for k in ("seed", "sites", "patients", "resolution")}
-        key = json.dumps(same, sort_keys=True)
-        if key in seen:
+        # the patients follow from the seed (a re-rendering with other --profiles, or
+        # another patient count, keeps them): one seed, one cohort
+        if req.get("seed") in seen:
             raise VfriskError(
                 "bad_argument",
-                f"{d} and {seen[key]} hold the same patients (seed {req.get('seed')}, sites "
-                f"{req.get('sites')}); pool cohorts generated with different seeds",
+                f"{d} and {seen[req.get('seed')]} were generated with the same seed "
+                f"{req.get('seed')} and may hold the same patients; pool cohorts generated "
+                "with different seeds",
             )
-        seen[key] = d
+        seen[req.get("seed")] = d
         requests.append(req)
     return requests
 

@@ -348,7 +348,7 @@ def test_check_pools_several_cohorts(tmp_path: Path, tiny_config, capsys) -> Non
     assert (
         "2 `vfrisk synth` cohorts pooled, seeds 4242, 4343, 20 patients" in _check_lines(pooled)[0]
     )
-    with pytest.raises(VfriskError, match="hold the same patients") as same:
+    with pytest.raises(VfriskError, match="same seed 4242 and may hold the same") as same:
         synthetic_check(checkpoint, [cohorts[0], cohorts[0]], config, cache_dir=cache)
     assert same.value.code == "bad_argument"
     with pytest.raises(VfriskError, match="nowhere is not a folder written by `vfrisk synth`"):
