@@ -560,9 +560,7 @@ def synthetic_check(
     jobs, truths, uid_to_row = [], [], {}
     for n, cohort_dir in enumerate(dirs):
         series = main_series(cohort_dir)
-        truth = pd.read_csv(cohort_dir / "truth" / "patients.csv").set_index("patient_id")
-        # pooled cohorts number their patients alike: a row is (cohort, patient)
-        truths.append(truth.set_index(pd.Index([(n, p) for p in truth.index])))
+        truths.append(pd.read_csv(cohort_dir / "truth" / "patients.csv").set_index("patient_id"))
         for u, p in zip(series["series_uid"], series["patient_id"], strict=True):
             files = tuple(str(f) for f in series_files(cohort_dir, u))
             jobs.append(SeriesJob(series_uid=u, paths=files, patient_id=p))
@@ -584,7 +582,8 @@ def synthetic_check(
             failed += 1
     uids = sorted(prepared)
     preds = predict(ck.model, [prepared[u] for u in uids])
-    rows = pd.concat(truths).loc[[uid_to_row[u] for u in uids]]
+    # pooled cohorts number their patients alike: a row is (cohort, patient)
+    rows = pd.concat(truths, keys=range(len(truths))).loc[[uid_to_row[u] for u in uids]]
     grade = rows[[f"grade_{lv}" for lv in _GRADE_LEVELS]].max(axis=1).to_numpy()
     target = SurvivalTarget.from_arrays(rows["followup_years"], rows["event_type"])
     out: dict[str, Any] = {
@@ -677,7 +676,14 @@ def _cohort_requests(dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 f"{d} is not a folder written by `vfrisk synth` (no manifest.json or "
                 "truth/patients.csv); generate one with `vfrisk synth`",
             )
-        req = json.loads(manifest.read_text())["request"]
+        try:
+            req = json.loads(manifest.read_text())["request"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise VfriskError(
+                "bad_argument",
+                f"{manifest} cannot be read as a `vfrisk synth` manifest ({exc!r}); "
+                "generate the cohort again with `vfrisk synth`",
+            ) from None
         # the patients follow from the seed (a re-rendering with other --profiles, or
         # another patient count, keeps them): one seed, one cohort
         if req.get("seed") in seen:

@@ -353,6 +353,11 @@ def test_check_pools_several_cohorts(tmp_path: Path, tiny_config, capsys) -> Non
     assert same.value.code == "bad_argument"
     with pytest.raises(VfriskError, match="nowhere is not a folder written by `vfrisk synth`"):
         synthetic_check(checkpoint, [cohorts[0], tmp_path / "nowhere"], config)
+    broken = tmp_path / "broken"
+    shutil.copytree(cohorts[1], broken)
+    (broken / "manifest.json").write_text("{not json")
+    with pytest.raises(VfriskError, match="manifest.json cannot be read as a `vfrisk synth`"):
+        synthetic_check(checkpoint, [cohorts[0], broken], config)
     # the command says so in one line and exits 2, no traceback
     assert main(["check", str(checkpoint), str(cohorts[0]), str(tmp_path / "nowhere")]) == 2
     assert "error [bad_argument]" in capsys.readouterr().err
