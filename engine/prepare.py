@@ -152,6 +152,23 @@ def _segmentation(
     return load_masks(masks_dir, series_uid, volume.grid)
 
 
+def _readings(biomarkers: Biomarkers, levels: Sequence[str]) -> dict[str, np.ndarray]:
+    """The biomarkers' per-level readings the network reads (``ModelInputs.READINGS``):
+    trabecular HU, and the height loss as the largest of the wedge, biconcave and crush
+    ratios (at least 0; NaN where none was measured)."""
+    by_level = {lb.level: lb for lb in biomarkers.levels}
+    trabecular, loss = np.full(len(levels), np.nan), np.full(len(levels), np.nan)
+    for i, level in enumerate(levels):
+        lb = by_level.get(level)
+        if lb is None:
+            continue
+        trabecular[i] = lb.trabecular_hu
+        ratios = [lb.wedge_loss, lb.biconcave_loss, lb.crush_loss]
+        if any(np.isfinite(r) for r in ratios):
+            loss[i] = max(0.0, np.nanmax(ratios))
+    return {"trabecular_hu": trabecular.astype(np.float32), "height_loss": loss.astype(np.float32)}
+
+
 def prepare_volume(
     volume: Volume,
     series_uid: str,
@@ -207,12 +224,9 @@ def prepare_volume(
         aorta_hu=aorta_hu(hu, seg),
         canal_hu=dict(zip(inputs.levels, inputs.canal_hu.tolist(), strict=True)),
     )  # fmt: skip
-    # the network reads the bodies' trabecular HU as the biomarkers measured it
-    trabecular = {lb.level: lb.trabecular_hu for lb in biomarkers.levels}
-    inputs = dataclasses.replace(
-        inputs,
-        trabecular_hu=np.array([trabecular.get(lv, np.nan) for lv in inputs.levels], np.float32),
-    )
+    # the network reads the bodies' trabecular HU and height loss as the biomarkers
+    # measured them on the native slices
+    inputs = dataclasses.replace(inputs, **_readings(biomarkers, inputs.levels))
     seconds["biomarkers"] = time.perf_counter() - t0
     flags = tuple(dict.fromkeys((*seg.flags, *qa_flags(seg))))
     png = None

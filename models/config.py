@@ -15,6 +15,7 @@ from typing import Any
 from engine.errors import VfriskError
 
 __all__ = [
+    "ALL_BONE_FEATURES",
     "BONE_FEATURES",
     "FUSIONS",
     "HAZARD_ACTIVATIONS",
@@ -43,10 +44,15 @@ HAZARD_ACTIVATIONS = ("softplus", "relu")
 LEGACY_BONE_FEATURES = (
     "bone_mean", "bone_median", "bone_sd", "body_area_cm2", "body_height_cm", "trabecular_mean",
 )  # fmt: skip
-#: The default: the three that read the same at 1, 2.5 and 5 mm slices. The median and SD of
-#: the patch's bone voxels and the body's extent in whole patch slices move with the slice
-#: thickness (README, "The model"), and the network took that for risk.
-BONE_FEATURES = ("bone_mean", "body_area_cm2", "trabecular_mean")
+#: The default: the three that read the same at 1, 2.5 and 5 mm slices, and the height loss
+#: (:data:`ALL_BONE_FEATURES`). The median and SD of the patch's bone voxels and the body's
+#: extent in whole patch slices move with the slice thickness (README, "The model"), and the
+#: network took that for risk.
+BONE_FEATURES = ("bone_mean", "body_area_cm2", "trabecular_mean", "height_loss")
+#: Every bone feature the branch can read: the legacy six, then the body's height loss as
+#: the biomarkers measured it on the native slices (``ModelInputs.height_loss``, 0 where not
+#: measured; preprocessing pp8 on).
+ALL_BONE_FEATURES = (*LEGACY_BONE_FEATURES, "height_loss")
 #: Every per-level muscle feature the ``bone_muscle`` variant's branch can read, over the
 #: muscle voxels (``bone_muscle != 0`` and ``bone == 0``): their mean axial area over the
 #: body's slices (the muscles are kept within them, cm2), mean and median intensity.
@@ -116,7 +122,7 @@ class ModelConfig:
         this key (checkpoints written before it existed) is ``'relu'``.
     bone_features : tuple of str
         The intensity branch's per-level bone features, a subset of
-        :data:`LEGACY_BONE_FEATURES` (default :data:`BONE_FEATURES`). A configuration stored
+        :data:`ALL_BONE_FEATURES` (default :data:`BONE_FEATURES`). A configuration stored
         without this key (checkpoints written before it existed) reads all six.
     muscle_features : tuple of str
         The branch's per-level muscle features for ``input_variant = 'bone_muscle'``, a
@@ -170,7 +176,7 @@ class ModelConfig:
         if not isinstance(self.intensity_features, bool):
             raise _fail(f"intensity_features = {self.intensity_features!r} must be true or false")
         for name, allowed, may_be_empty in (
-            ("bone_features", LEGACY_BONE_FEATURES, False),
+            ("bone_features", ALL_BONE_FEATURES, False),
             ("muscle_features", LEGACY_MUSCLE_FEATURES, True),
         ):
             chosen = getattr(self, name)

@@ -266,6 +266,7 @@ def intensity_features(inputs: ModelInputs, config: ModelConfig) -> np.ndarray:
             "body_area_cm2": body.sum() * per_slice,
             "body_height_cm": body_slices * dz_mm / 10.0,
             "trabecular_mean": trabecular[level] if np.isfinite(trabecular[level]) else mean,
+            "height_loss": float(np.nan_to_num(inputs.height_loss[level], nan=0.0)),
         }
         out[level, : len(bone_names)] = [measured[n] for n in bone_names]
         if config.input_variant != "bone":

@@ -18,7 +18,8 @@ Per level of ``[preprocessing] levels`` (T12-L4), from a CT in HU and its
 5. bone-only = image where the body mask is set, 0 elsewhere; bone+muscle = image where
    the body or the level's muscle mask is set, 0 elsewhere;
 6. the spinal canal's HU behind each body (:func:`engine.anatomy.canal.canal_hu`), the
-   scan's internal HU reference, goes with them (``canal_hu``).
+   scan's internal HU reference, goes with them (``canal_hu``); the biomarkers' trabecular
+   HU and height loss of each body join them once measured (:data:`READINGS`).
 
 A level without a body in the segmentation is all zeros with ``level_present`` False,
 never a silent zero patch. :func:`save_inputs` / :func:`load_inputs` cache a
@@ -46,6 +47,7 @@ __all__ = [
     "LevelPatch",
     "ModelInputs",
     "PreprocessingSettings",
+    "READINGS",
     "build_inputs",
     "cache_path",
     "level_patch",
@@ -59,6 +61,8 @@ _LEVEL_ID = {level: i for i, level in BODY_LEVELS.items()}
 _IS_MUSCLE = np.isin(np.arange(256), sorted(MUSCLE_LABELS))
 _INTENSITIES = ("fixed_window", "study_minmax")
 _DTYPES = ("float16", "uint8")
+#: The per-level readings that travel with the patches (float32, NaN = not measured).
+READINGS = ("canal_hu", "trabecular_hu", "height_loss")
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,12 @@ class ModelInputs:
         and where not measured (the default). A patch resampled from 5 mm slices mixes
         endplate and disc into the body's voxels: its statistics follow the true density
         less closely (correlation 0.87 against 0.985 for this reading on 150 5 mm scans).
+    height_loss : np.ndarray
+        float32, shape (n_levels,): the body's height loss as the biomarkers measure it
+        along its own axis on the native slices, the largest of its wedge, biconcave and
+        crush ratios (0-1, Genant's grades start at 0.20), set by
+        :func:`engine.prepare.prepare_volume` with ``trabecular_hu``; NaN for missing
+        levels, where no ratio was measurable and where not measured (the default).
     """
 
     series_uid: str
@@ -169,10 +179,11 @@ class ModelInputs:
     hu_window: tuple[float, float] | None = None
     canal_hu: np.ndarray | None = None
     trabecular_hu: np.ndarray | None = None
+    height_loss: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.levels)
-        for name in ("canal_hu", "trabecular_hu"):
+        for name in READINGS:
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, np.full(n, np.nan, dtype=np.float32))
@@ -438,7 +449,7 @@ def save_inputs(inputs: ModelInputs, folder: Path | str) -> Path:
     np.savez_compressed(
         tmp, meta=np.array(json.dumps(meta)), bone=inputs.bone, bone_muscle=inputs.bone_muscle,
         level_present=inputs.level_present, centres_xyz=inputs.centres_xyz,
-        canal_hu=inputs.canal_hu, trabecular_hu=inputs.trabecular_hu,
+        **{name: getattr(inputs, name) for name in READINGS},
     )  # fmt: skip
     tmp.replace(path)  # atomic: a crash never leaves half a cache file
     return path
@@ -470,8 +481,8 @@ def load_inputs(path: Path | str, settings: PreprocessingSettings | None = None)
             )
         names = ("bone", "bone_muscle", "level_present", "centres_xyz")
         arrays = {k: data[k] for k in names}
-        # files made before pp5 (pp7) hold no canal (trabecular) reading: not measured
-        for name in ("canal_hu", "trabecular_hu"):
+        # files made before pp5 (pp7, pp8) hold no canal (trabecular, height) reading
+        for name in READINGS:
             arrays[name] = data[name] if name in data.files else None
     window = meta.get("hu_window")
     return ModelInputs(

@@ -112,6 +112,17 @@ def test_many_in_workers_equals_one_by_one_and_the_window_bounds_what_is_pulled(
         np.testing.assert_array_equal(a.inputs.trabecular_hu, expected)
         np.testing.assert_array_equal(b.inputs.trabecular_hu, expected)
         assert np.isfinite(expected[a.inputs.level_present]).any()
+        # ... and their height loss, the largest of the three ratios (at least 0)
+        losses = {
+            lb.level: max(0.0, lb.wedge_loss, lb.biconcave_loss, lb.crush_loss)
+            for lb in a.biomarkers.levels
+            if lb.present and np.isfinite(lb.wedge_loss)
+        }
+        assert losses
+        for i, lv in enumerate(a.inputs.levels):
+            got = a.inputs.height_loss[i]
+            assert got == pytest.approx(losses[lv]) if lv in losses else np.isnan(got)
+        np.testing.assert_array_equal(b.inputs.height_loss, a.inputs.height_loss)
 
 
 def test_a_pool_starts_its_workers_at_once_and_hands_out_jobs_before_it_is_iterated(

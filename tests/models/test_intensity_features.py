@@ -12,7 +12,7 @@ import torch
 
 from engine.anatomy.inputs import ModelInputs
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import LEGACY_BONE_FEATURES, LEGACY_MUSCLE_FEATURES, ModelConfig
+from models.config import ALL_BONE_FEATURES, LEGACY_MUSCLE_FEATURES, ModelConfig
 from models.inference import predict
 from models.network import FractureNet
 from models.sampling import (
@@ -27,7 +27,7 @@ LEVELS = ("T12", "L1", "L2", "L3", "L4")
 #: Every feature the branch can read (older checkpoints read all of them).
 ALL = ModelConfig(
     intensity_features=True,
-    bone_features=LEGACY_BONE_FEATURES,
+    bone_features=ALL_BONE_FEATURES,
     muscle_features=LEGACY_MUSCLE_FEATURES,
 )
 WINDOW = (-200.0, 1000.0)  # the default fixed HU window: 1 HU = 1 / 1200 of the scale
@@ -66,6 +66,7 @@ def _pack(
     dtype: str,
     canal: np.ndarray | None = None,
     trabecular: np.ndarray | None = None,
+    height_loss: np.ndarray | None = None,
 ) -> ModelInputs:
     """ModelInputs of [0, 1] patch arrays stored as ``dtype`` (uint8 or float16), read
     through the default fixed HU window, with canal readings ``canal`` (HU)."""
@@ -87,6 +88,7 @@ def _pack(
         hu_window=WINDOW,
         canal_hu=None if canal is None else np.asarray(canal, dtype=np.float32),
         trabecular_hu=None if trabecular is None else np.asarray(trabecular, dtype=np.float32),
+        height_loss=None if height_loss is None else np.asarray(height_loss, dtype=np.float32),
     )
 
 
@@ -103,8 +105,12 @@ def _hand_made(dtype: str) -> ModelInputs:
         bone[level, 0, 0, 0] = both[level, 0, 0, 0] = 0.5
     canal = np.array([16.0, np.nan, 40.0, np.nan, 28.0])  # L2 unread
     trabecular = np.array([100.0, np.nan, np.nan, 160.0, 130.0])  # L1: cement, say
+    height_loss = np.array([0.3, np.nan, np.nan, 0.1, 0.0])  # L1: not measurable
     keep = np.array([True, False, True, True, True])
-    return _pack("1.2.9.hand", bone, both, keep, dtype, canal=canal, trabecular=trabecular)
+    return _pack(
+        "1.2.9.hand", bone, both, keep, dtype, canal=canal, trabecular=trabecular,
+        height_loss=height_loss,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -130,7 +136,7 @@ def _perturbed(config: ModelConfig, seed: int = 0) -> FractureNet:
 @pytest.mark.parametrize("dtype", ["float16", "uint8"])
 def test_features_against_hand_computed_values(dtype: str) -> None:
     features = intensity_features(_hand_made(dtype), ALL)
-    assert features.shape == (5, len(LEGACY_BONE_FEATURES) + len(LEGACY_MUSCLE_FEATURES) + 1)
+    assert features.shape == (5, len(ALL_BONE_FEATURES) + len(LEGACY_MUSCLE_FEATURES) + 1)
     assert features.dtype == np.float32
     # Level 0 by hand: body values (0.5, 0.25, 0.5, 0.25) on 2 slices of 2.25 mm, pixels
     # of 2 x 2 mm = 0.04 cm2; muscle values (0.125, 0.375, 0.125).
@@ -141,6 +147,7 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
         4 * 0.04 / 2,  # body area: 4 voxels over 2 slices, cm2
         2 * 2.25 / 10,  # body height: 2 slices, cm
         (100.0 + 200.0) / 1200.0,  # trabecular: 100 HU as measured, on the patch scale
+        0.3,  # height loss as measured
         3 * 0.04 / 2,  # muscle area: 3 voxels over the body's 2 slices, cm2
         (0.125 + 0.375 + 0.125) / 3,  # muscle mean
         0.125,  # muscle median
@@ -150,15 +157,18 @@ def test_features_against_hand_computed_values(dtype: str) -> None:
     np.testing.assert_allclose(features[0], expected, rtol=0, atol=tol)
     np.testing.assert_array_equal(features[1], 0.0)  # missing level
     # One body voxel of 0.5, no muscle: area 0.04 cm2, height 0.225 cm; no trabecular
-    # reading (cement): the bone mean stands in.
+    # reading (cement): the bone mean stands in; no height loss measured: 0 (no loss).
     np.testing.assert_allclose(
-        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.5, 0.0, 0.0, 0.0, 0.2], rtol=0, atol=tol
+        features[2], [0.5, 0.5, 0.0, 0.04, 0.225, 0.5, 0.0, 0.0, 0.0, 0.0, 0.2], rtol=0, atol=tol
     )
-    assert features[3, LEGACY_BONE_FEATURES.index("trabecular_mean")] == pytest.approx(0.3)
+    assert features[3, ALL_BONE_FEATURES.index("trabecular_mean")] == pytest.approx(0.3)
+    assert features[3, ALL_BONE_FEATURES.index("height_loss")] == pytest.approx(0.1)
     assert np.isnan(features[3, -1])  # a present level without a reading
     # a model reads the columns its configuration names, in that order
     default = ModelConfig(intensity_features=True)
-    assert feature_names(default)[:3] == ("bone_mean", "body_area_cm2", "trabecular_mean")
+    assert feature_names(default)[:4] == (
+        "bone_mean", "body_area_cm2", "trabecular_mean", "height_loss",
+    )  # fmt: skip
     columns = [feature_names(ALL).index(n) for n in feature_names(default)]
     np.testing.assert_array_equal(
         intensity_features(_hand_made(dtype), default), features[:, columns]

@@ -143,7 +143,9 @@ def test_cache_round_trip_and_version_mismatch_refused(
     inputs = build_inputs(vol.hu, seg, uid, settings)
     assert np.isnan(inputs.trabecular_hu).all()  # until the biomarkers are measured
     trabecular = np.where(inputs.level_present, 150.0 + np.arange(5), np.nan).astype(np.float32)
-    inputs = replace(inputs, trabecular_hu=trabecular)
+    assert np.isnan(inputs.height_loss).all()
+    loss = np.where(inputs.level_present, 0.05 * np.arange(5), np.nan).astype(np.float32)
+    inputs = replace(inputs, trabecular_hu=trabecular, height_loss=loss)
     path = save_inputs(inputs, tmp_path)
     assert path == cache_path(tmp_path, uid, settings.version)
     again = load_inputs(path, settings)
@@ -154,6 +156,7 @@ def test_cache_round_trip_and_version_mismatch_refused(
     assert np.isfinite(inputs.canal_hu[inputs.level_present]).any()
     np.testing.assert_array_equal(again.canal_hu, inputs.canal_hu)
     np.testing.assert_array_equal(again.trabecular_hu, trabecular)
+    np.testing.assert_array_equal(again.height_loss, loss)
     assert again.hu_window == settings.hu_window == inputs.hu_window
     with pytest.raises(VfriskError) as err:
         load_inputs(path, replace(settings, intensity="study_minmax"))
@@ -172,7 +175,7 @@ def test_cache_round_trip_and_version_mismatch_refused(
     assert err.value.code == "preprocessing_mismatch" and "pp4" in err.value.message
     legacy = load_inputs(old)
     assert np.isnan(legacy.canal_hu).all() and legacy.hu_window is None
-    assert np.isnan(legacy.trabecular_hu).all()
+    assert np.isnan(legacy.trabecular_hu).all() and np.isnan(legacy.height_loss).all()
     with pytest.raises(ValueError, match="trabecular_hu must have shape"):
         replace(inputs, trabecular_hu=np.zeros(3, np.float32))
 
