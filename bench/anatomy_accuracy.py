@@ -21,10 +21,12 @@ compares with ``truth/PATIENT/bodies.nii.gz`` and ``segmentation.nii.gz``:
 Figures are given per slice thickness and overall (median and 5th percentile).
 
 ``--prevalent-ratio X`` multiplies every site's ``prevalent_ratio`` in a temporary copy of
-the shipped profiles (default 1: the shipped file unchanged) so that more fractures occur.
+the shipped profiles (default 1: the shipped file unchanged) so that more fractures occur;
+``--bmd-shift HU`` adds HU to every site's ``bmd_shift_hu`` there (say -60: most spines
+severely osteoporotic, trabecular HU near the generator's floor of 30).
 
 Usage: python bench/anatomy_accuracy.py [--patients 12] [--seed 9001] [--resolution low]
-       [--prevalent-ratio 1]
+       [--prevalent-ratio 1] [--bmd-shift 0]
 """
 
 from __future__ import annotations
@@ -207,16 +209,22 @@ def summarize_biomarkers(level_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def profiles_file(ratio: float, folder: Path) -> Path | None:
+def profiles_file(ratio: float, folder: Path, bmd_shift: float = 0.0) -> Path | None:
     """A copy of the shipped profiles with every ``prevalent_ratio`` multiplied by
-    ``ratio`` (None when ``ratio`` is 1: the shipped file is used)."""
-    if ratio == 1.0:
+    ``ratio`` and ``bmd_shift`` HU added to every ``bmd_shift_hu`` (None when neither
+    changes anything: the shipped file is used)."""
+    if ratio == 1.0 and bmd_shift == 0.0:
         return None
     path = folder / "profiles.toml"
     text = re.sub(
         r"prevalent_ratio = ([0-9.eE+-]+)",
         lambda m: f"prevalent_ratio = {float(m.group(1)) * ratio!r}",
         DEFAULT_PROFILES.read_text(),
+    )
+    text = re.sub(
+        r"bmd_shift_hu = ([0-9.eE+-]+)",
+        lambda m: f"bmd_shift_hu = {float(m.group(1)) + bmd_shift!r}",
+        text,
     )
     path.write_text(text)
     return path
@@ -258,11 +266,16 @@ def summarize(rows: list[dict]) -> str:
 
 
 def run(
-    patients: int, seed: int, resolution: str, root: Path, prevalent_ratio: float = 1.0
+    patients: int,
+    seed: int,
+    resolution: str,
+    root: Path,
+    prevalent_ratio: float = 1.0,
+    bmd_shift: float = 0.0,
 ) -> tuple[list[dict], list[dict]]:
     """Generate the external cohort into ``root`` and evaluate every patient."""
     cohort = root / "cohort"
-    profiles = profiles_file(prevalent_ratio, root)
+    profiles = profiles_file(prevalent_ratio, root, bmd_shift)
     synthesize(
         SynthRequest(
             out=cohort,
@@ -288,15 +301,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9001)
     parser.add_argument("--resolution", choices=("low", "full"), default="low")
     parser.add_argument("--prevalent-ratio", type=float, default=1.0)
+    parser.add_argument("--bmd-shift", type=float, default=0.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows, level_rows = run(
-            args.patients, args.seed, args.resolution, Path(tmp), args.prevalent_ratio
+            args.patients,
+            args.seed,
+            args.resolution,
+            Path(tmp),
+            args.prevalent_ratio,
+            args.bmd_shift,
         )
     print(
         f"anatomy accuracy: {args.patients} external patients (ext_a 1 mm, ext_b 5 mm), "
         f"seed {args.seed}, resolution {args.resolution}, "
-        f"prevalent_ratio x{args.prevalent_ratio:g}"
+        f"prevalent_ratio x{args.prevalent_ratio:g}, bmd_shift {args.bmd_shift:+g} HU"
     )
     print(summarize(rows))
     print(summarize_biomarkers(level_rows))
