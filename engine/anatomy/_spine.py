@@ -482,21 +482,25 @@ def _shell(smooth: np.ndarray, dx: float, raw: np.ndarray | None = None) -> np.n
 
 
 def _line_mean(a: np.ndarray) -> np.ndarray:
-    """Per pixel, the largest mean of 3 pixels through it in-plane (rows, columns, both
-    diagonals): a thin line keeps its HU along itself where a 3 x 3 mean dilutes it."""
-    p = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    c = p[:, 1:-1, 1:-1]
-    out = None
+    """Per pixel, the largest mean of 3 pixels through it in-plane (along the rows, the
+    columns or either diagonal): a thin line keeps its HU along itself where a 3 x 3 mean
+    dilutes it. The outermost rows and columns get -inf (no line there)."""
+    out = np.full(a.shape, -np.inf, a.dtype)
+    inner = out[:, 1:-1, 1:-1]
+    pair = np.empty(inner.shape, a.dtype)
+    mid = (slice(None), slice(1, -1), slice(1, -1))
     for (j0, i0), (j1, i1) in (
         ((1, 0), (1, 2)),
         ((0, 1), (2, 1)),
         ((0, 0), (2, 2)),
         ((0, 2), (2, 0)),
     ):
-        ny, nx = a.shape[1:]
-        s = p[:, j0 : j0 + ny, i0 : i0 + nx] + p[:, j1 : j1 + ny, i1 : i1 + nx]
-        out = s if out is None else np.maximum(out, s, out=out)
-    return (out + c) / 3.0
+        ny, nx = inner.shape[1:]
+        np.add(a[:, j0 : j0 + ny, i0 : i0 + nx], a[:, j1 : j1 + ny, i1 : i1 + nx], out=pair)
+        np.maximum(inner, pair, out=inner)
+    inner += a[mid]
+    inner /= 3.0
+    return out
 
 
 def _shadowed(c: tuple, candidates: list[tuple], dy: float) -> bool:
