@@ -21,9 +21,13 @@ thickness):
    above 300 after a light in-plane smoothing, or above 230 HU on a ridge 80 HU above its
    7 mm surroundings: the thin (~1 mm), faint (~750 HU) cortex of an osteoporotic body,
    diluted by a 5 mm slice or a tilted wall, falls below 300 HU, while contrast-filled
-   vessels stay under 230 HU. A vertebral body is a cortical shell around trabecular bone
-   of lower HU, so in every axial slice that crosses a body the shell encloses a hole (2D
-   hole filling, slice by slice). Holes connected along z form one component per body; the
+   vessels stay under 230 HU. At sub-millimetre pixels the smoothing itself dilutes a
+   one-pixel cortex around a ~40 HU inside (severe osteoporosis) below both tests, so a
+   thin line counts too: the mean of 3 pixels along it above 300 HU on such a ridge
+   (pp9; before, those bodies were found in a few slices and read as collapses). A
+   vertebral body is a cortical shell around trabecular bone of lower HU, so in every
+   axial slice that crosses a body the shell encloses a hole (2D hole filling, slice by
+   slice). Holes connected along z form one component per body; the
    discs (no shell) separate neighbouring bodies. A component is a body when its
    cross-section is 350-3000 mm^2 (the spinal canal is ~15 x 20 mm, about 240 mm^2; a
    skull encloses far more), it is at least 6 mm tall, and no larger hole lies in front of
@@ -231,9 +235,9 @@ def find_bodies(
     bone = np.empty(crop.shape, bool)  # what the masks take: faint ridges add pedicle rims
     holes = np.empty(crop.shape, bool)
     # every step is in-plane: slabs of a few slices stay in the CPU cache (same result)
+    fine = dx < 1.0
     for k in range(0, crop.shape[0], _SLAB):
         part = slice(k, k + _SLAB)
-        fine = dx < 1.0
         smooth = ndi.uniform_filter(crop[part], size=(1, 3, 3)) if fine else crop[part]
         shell[part] = _shell(smooth, dx, crop[part] if fine else None)
         np.greater(smooth, _SHELL_HU, out=bone[part])
