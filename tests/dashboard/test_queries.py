@@ -155,9 +155,10 @@ def test_pages_show_the_biomarkers_measured_last(scored_db, tmp_path) -> None:
     store = Store(db)
     with store.write() as con:
         (version,) = con.execute("SELECT DISTINCT preprocessing_version FROM biomarkers").fetchone()
-        # a newer "pp10" (measured a day later, L1 +1000 HU) and an older "pp9": by name,
-        # max() would pick pp9
-        for name, days, shift in (("pp10", 1, 1000.0), ("pp9", -1, -1000.0)):
+        # a newer "pp100" (measured a day later, L1 +1000 HU) and an older "pp99": by name,
+        # max() would pick pp99
+        assert version not in ("pp100", "pp99")
+        for name, days, shift in (("pp100", 1, 1000.0), ("pp99", -1, -1000.0)):
             con.execute(
                 f"INSERT INTO biomarkers SELECT * REPLACE ('{name}' AS preprocessing_version, "
                 f"measured_at + INTERVAL ({days}) DAY AS measured_at, "
@@ -170,14 +171,14 @@ def test_pages_show_the_biomarkers_measured_last(scored_db, tmp_path) -> None:
         rows, _ = t.worklist(con, f, WorklistFilter(horizon=5, min_risk=0.0), 100)
         l1 = con.execute(
             "SELECT series_uid, series_l1_trabecular_hu AS hu FROM biomarkers "
-            "WHERE level = 'L1' AND preprocessing_version = 'pp10'"
+            "WHERE level = 'L1' AND preprocessing_version = 'pp100'"
         ).df()
         got = rows.merge(l1, on="series_uid")
         assert len(got) == len(rows) > 0 and got["l1_hu"].dropna().gt(900).all()
         assert np.allclose(got["l1_hu"], got["hu"], equal_nan=True)
         uid = rows["series_uid"].iloc[0]
         _, levels = t.patient_detail(con, uid, scored_db.model_id)
-        assert list(levels["preprocessing_version"].unique()) == ["pp10"] and len(levels) == 5
+        assert list(levels["preprocessing_version"].unique()) == ["pp100"] and len(levels) == 5
         assert len(t.data_quality(con, f)["hu_reference"]) > 0
 
 
