@@ -20,8 +20,11 @@ It prints each time and the ratios ``segment / load`` (issue 4's goal: <= 0.5) a
 machine the wall clock also counts the turns other processes take on the pinned core
 (CPU time leaves out waits for the disk too, so it flatters ``load`` a little).
 
+``--device`` says where ``segment``'s muscle network runs (``auto``: CUDA when present,
+as ``segment`` defaults; the rest of the anatomy runs on the pinned CPU core either way).
+
 Usage: python bench/anatomy_speed.py [--sites dev,ext_a,ext_b] [--seed 0] [--repeat 3]
-       [--cohort DIR] [--core N] [--clock wall|cpu]
+       [--cohort DIR] [--core N] [--clock wall|cpu] [--device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ def _pin(core: int | None) -> str:
     return f"pinned to core {core}, one torch thread"
 
 
-def measure(cohort: Path, repeat: int, core: int | None, clock: str = "wall") -> None:
+def measure(
+    cohort: Path, repeat: int, core: int | None, clock: str = "wall", device: str = "auto"
+) -> None:
     """Time each stage on every patient's soft-kernel series of ``cohort`` and print."""
     import pydicom
 
@@ -72,16 +77,17 @@ def measure(cohort: Path, repeat: int, core: int | None, clock: str = "wall") ->
     from engine.load import load_volume
     from engine.prepare import crop_to_anatomy
 
+    where = None if device == "auto" else device
     print(
-        f"anatomy speed: {_pin(core)}; best of {repeat}, {clock} clock; SYNTHETIC phantoms "
-        "(weights trained on them, not for clinical use)"
+        f"anatomy speed: {_pin(core)}; muscle network on {device}; best of {repeat}, {clock} "
+        "clock; SYNTHETIC phantoms (weights trained on them, not for clinical use)"
     )
     settings = PreprocessingSettings.from_config(load_config(None))
     tick = _CLOCKS[clock]
     png = Path(tempfile.mkdtemp()) / "qa.png"
     for patient, site, files in soft_series_files(cohort):
         volume = load_volume(files)
-        seg = segment(volume)  # warm: the muscle network is loaded once per process
+        seg = segment(volume, where)  # warm: the muscle network is loaded once per process
 
         def biomarkers(volume=volume, seg=seg) -> None:  # noqa: ANN001
             hu, cut = crop_to_anatomy(volume.hu, seg)
@@ -94,7 +100,7 @@ def measure(cohort: Path, repeat: int, core: int | None, clock: str = "wall") ->
             "pydicom": _best_of(
                 repeat, lambda files=files: [pydicom.dcmread(f).pixel_array for f in files], tick
             ),
-            "segment": _best_of(repeat, lambda volume=volume: segment(volume), tick),
+            "segment": _best_of(repeat, lambda volume=volume: segment(volume, where), tick),
             "inputs": _best_of(
                 repeat, lambda v=volume, s=seg: build_inputs(v.hu, s, "bench", settings), tick
             ),
@@ -123,10 +129,16 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, help="an existing `vfrisk synth` folder")
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (-1: none)")
     parser.add_argument("--clock", choices=sorted(_CLOCKS), default="wall")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args()
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: PyTorch sees no CUDA device here")
     core = None if args.core < 0 else args.core
     if args.cohort is not None:
-        measure(args.cohort, args.repeat, core, args.clock)
+        measure(args.cohort, args.repeat, core, args.clock, args.device)
         return
     from engine.synth.cohort import SynthRequest, synthesize
 
@@ -139,7 +151,7 @@ def main() -> None:
                 resolution="full", workers=1,
             )
         )  # fmt: skip
-        measure(cohort, args.repeat, core, args.clock)
+        measure(cohort, args.repeat, core, args.clock, args.device)
 
 
 if __name__ == "__main__":
