@@ -21,7 +21,8 @@ machine the wall clock also counts the turns other processes take on the pinned 
 (CPU time leaves out waits for the disk too, so it flatters ``load`` a little).
 
 ``--device`` says where ``segment``'s muscle network runs (``auto``: CUDA when present,
-as ``segment`` defaults; the rest of the anatomy runs on the pinned CPU core either way).
+as ``segment`` defaults, resolved as ``vfrisk score --device`` resolves it; the rest of the
+anatomy runs on the pinned CPU core either way).
 
 Usage: python bench/anatomy_speed.py [--sites dev,ext_a,ext_b] [--seed 0] [--repeat 3]
        [--cohort DIR] [--core N] [--clock wall|cpu] [--device auto|cpu|cuda]
@@ -61,7 +62,7 @@ def _pin(core: int | None) -> str:
 
 
 def measure(
-    cohort: Path, repeat: int, core: int | None, clock: str = "wall", device: str = "auto"
+    cohort: Path, repeat: int, core: int | None, clock: str = "wall", device: str = "cpu"
 ) -> None:
     """Time each stage on every patient's soft-kernel series of ``cohort`` and print."""
     import pydicom
@@ -77,7 +78,6 @@ def measure(
     from engine.load import load_volume
     from engine.prepare import crop_to_anatomy
 
-    where = None if device == "auto" else device
     print(
         f"anatomy speed: {_pin(core)}; muscle network on {device}; best of {repeat}, {clock} "
         "clock; SYNTHETIC phantoms (weights trained on them, not for clinical use)"
@@ -87,7 +87,7 @@ def measure(
     png = Path(tempfile.mkdtemp()) / "qa.png"
     for patient, site, files in soft_series_files(cohort):
         volume = load_volume(files)
-        seg = segment(volume, where)  # warm: the muscle network is loaded once per process
+        seg = segment(volume, device)  # warm: the muscle network is loaded once per process
 
         def biomarkers(volume=volume, seg=seg) -> None:  # noqa: ANN001
             hu, cut = crop_to_anatomy(volume.hu, seg)
@@ -100,7 +100,7 @@ def measure(
             "pydicom": _best_of(
                 repeat, lambda files=files: [pydicom.dcmread(f).pixel_array for f in files], tick
             ),
-            "segment": _best_of(repeat, lambda volume=volume: segment(volume, where), tick),
+            "segment": _best_of(repeat, lambda volume=volume: segment(volume, device), tick),
             "inputs": _best_of(
                 repeat, lambda v=volume, s=seg: build_inputs(v.hu, s, "bench", settings), tick
             ),
@@ -131,14 +131,18 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(_CLOCKS), default="wall")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args()
-    if args.device == "cuda":
-        import torch
+    from engine.errors import VfriskError
+    from engine.score.model import resolve_device
 
-        if not torch.cuda.is_available():
-            parser.error("--device cuda: PyTorch sees no CUDA device here")
+    try:
+        device = resolve_device(args.device)
+    except VfriskError as err:
+        parser.error(str(err))
     core = None if args.core < 0 else args.core
     if args.cohort is not None:
-        measure(args.cohort, args.repeat, core, args.clock, args.device)
+        if not (args.cohort / "manifest.json").is_file():
+            parser.error(f"--cohort {args.cohort}: not a `vfrisk synth` folder (no manifest.json)")
+        measure(args.cohort, args.repeat, core, args.clock, device)
         return
     from engine.synth.cohort import SynthRequest, synthesize
 
@@ -151,7 +155,7 @@ def main() -> None:
                 resolution="full", workers=1,
             )
         )  # fmt: skip
-        measure(cohort, args.repeat, core, args.clock, args.device)
+        measure(cohort, args.repeat, core, args.clock, device)
 
 
 if __name__ == "__main__":
