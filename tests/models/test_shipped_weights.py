@@ -6,6 +6,7 @@ SYNTHETIC weights and data: this says the software works, not how it performs on
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def external_check(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert main(["synth", str(cohort), "--patients", "150", "--sites", "ext_a:1,ext_b:1",
                  "--seed", "9150", "--resolution", "low", "--workers", "2"]) == 0  # fmt: skip
     check = synthetic_check(WEIGHTS, cohort, load_config(), workers=2)
+    shutil.rmtree(cohort)  # 2.5 GB of DICOM; the check holds the numbers
     assert check["n"] >= 140 and check["grade2_cases"] >= 5
     return check
 
