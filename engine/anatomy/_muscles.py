@@ -240,18 +240,15 @@ def predict_probabilities(
     return np.concatenate(out) if out else np.zeros((0, 5, *x.shape[2:]), np.float32)
 
 
-def _argmax_channels(x: torch.Tensor) -> np.ndarray:
+def _argmax_channels(x: np.ndarray) -> np.ndarray:
     """``x.argmax(1)`` as uint8 (first maximum wins), by elementwise passes over the few
-    channels: far faster than torch's argmax over a strided channel axis on CPU."""
-    import torch
-
-    best = x[:, 0].clone()
-    cls = torch.zeros(best.shape, dtype=torch.uint8)
+    channels: far faster than an argmax over a strided channel axis."""
+    best = x[:, 0].copy()
+    cls = np.zeros(best.shape, np.uint8)
     for c in range(1, x.shape[1]):
-        better = x[:, c] > best
-        cls[better] = c
-        best = torch.maximum(best, x[:, c])
-    return cls.numpy()
+        cls[x[:, c] > best] = c
+        np.maximum(best, x[:, c], out=best)
+    return cls
 
 
 def segment_muscles(
@@ -357,8 +354,6 @@ def _muscle_window(
 ) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
     """Muscle labels in the network's window over slices ``k_range``: (box, uint8 labels
     of the box's shape), or None when the window misses the volume."""
-    import torch
-
     from engine.anatomy.muscle_net import CLASS_LABELS
 
     k0, k1 = k_range
@@ -374,14 +369,14 @@ def _muscle_window(
     a0, a1, b0, b1 = max(0, j0), min(ny, j0 + h), max(0, i0), min(nx, i0 + w)
     if a1 <= a0 or b1 <= b0:
         return None
-    prob = torch.from_numpy(predict_probabilities(net, crop_stack(hu, grid, ks, centre), device))
+    prob = predict_probabilities(net, crop_stack(hu, grid, ks, centre), device)
     # each native slice: linear blend of the two processed slices around it
     kk = np.arange(k0, k1)
     hi = np.clip(np.searchsorted(ks, kk), 1, len(ks) - 1) if len(ks) > 1 else np.zeros_like(kk)
     lo = np.maximum(hi - 1, 0)
     t = np.clip((kk - ks[lo]) / np.maximum(ks[hi] - ks[lo], 1), 0.0, 1.0).astype(np.float32)
     lut = np.array(CLASS_LABELS, np.uint8)
-    blend = _Blend(prob.permute(0, 2, 3, 1).contiguous(), lo, hi, t)
+    blend = _Blend(np.ascontiguousarray(prob.transpose(0, 2, 3, 1)), lo, hi, t)
     out = _upsample_argmax(blend, (h, w), (a0 - j0, a1 - j0), (b0 - i0, b1 - i0), lut)
     return (slice(k0, k1), slice(a0, a1), slice(b0, b1)), out
 
@@ -402,8 +397,8 @@ class _Blend(NamedTuple):
 
     Attributes
     ----------
-    prob : torch.Tensor
-        float32, shape (n, H, W, classes) on the CPU: the processed slices, a pixel's
+    prob : np.ndarray
+        float32, shape (n, H, W, classes), C-contiguous: the processed slices, a pixel's
         classes together.
     lo, hi : np.ndarray
         int64, shape (m,): the processed slices around each native slice.
@@ -411,20 +406,19 @@ class _Blend(NamedTuple):
         float32, shape (m,): the weight of ``hi``.
     """
 
-    prob: torch.Tensor
+    prob: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     t: np.ndarray
 
-    def at(self, k: np.ndarray, r: np.ndarray, c: np.ndarray) -> torch.Tensor:
+    def at(self, k: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Blended probabilities of native pixels (k, r, c) (int arrays, shape (q,)):
         float32, shape (q, classes), computed as the whole blend would compute them."""
-        import torch
-
-        t = torch.from_numpy(self.t[k])[:, None]
-        r_t, c_t = torch.from_numpy(r), torch.from_numpy(c)
-        a = self.prob[torch.from_numpy(self.lo[k]), r_t, c_t]
-        b = self.prob[torch.from_numpy(self.hi[k]), r_t, c_t]
+        n, h, w, classes = self.prob.shape
+        pixels = self.prob.reshape(n * h * w, classes)  # one flat index: faster gathers
+        t = self.t[k][:, None]
+        a = pixels[(self.lo[k] * h + r) * w + c]
+        b = pixels[(self.hi[k] * h + r) * w + c]
         return a * (1.0 - t) + b * t
 
     def argmax(self) -> np.ndarray:
@@ -435,7 +429,7 @@ class _Blend(NamedTuple):
         processed slices is the maximum of the blend too, so only the pixels whose class
         changes between them (a muscle's edge moving along z) need the blend.
         """
-        cls = _argmax_channels(self.prob.permute(0, 3, 1, 2))
+        cls = _argmax_channels(np.moveaxis(self.prob, 3, 1))
         out = cls[self.lo]
         kq, rq, cq = np.nonzero(out != cls[self.hi])
         if kq.size:
@@ -490,22 +484,24 @@ def _upsample_argmax(
     keep = n_r * n_c > 0
     kc, yc, xc, n_r, n_c = kc[keep], yc[keep], xc[keep], n_r[keep], n_c[keep]
     if kc.size:
-        import torch
-
         # the blended probabilities at the four corners of each undecided cell, once per
         # cell (about ten native pixels share one); a pixel's neighbours are corners of
-        # its cell (at the far edge both neighbours are the cell's last row or column)
-        corners = torch.stack(
-            [blend.at(kc, yc + a, xc + b) for a in (0, 1) for b in (0, 1)], dim=1
-        ).reshape(kc.size, 2, 2, -1)
+        # its cell (at the far edge both neighbours are the cell's last row or column).
+        # Rows are gathered by one flat index each (cell, corner row, corner column).
+        classes = blend.prob.shape[3]
+        corners = np.stack([blend.at(kc, yc + a, xc + b) for a in (0, 1) for b in (0, 1)], 1)
+        corners = corners.reshape(kc.size * 4, classes)
         # interpolated along x first, per cell and native column (the cell's native rows
         # share it): both corner rows, shape (pairs, 2, classes)
         pair = np.repeat(np.arange(kc.size), n_c)
         col = first_x[xc][pair] + np.arange(pair.size) - np.repeat(np.cumsum(n_c) - n_c, n_c)
-        cx, tx = xc[pair], torch.from_numpy(wx[col])[:, None, None]
-        pair_t = torch.from_numpy(pair)
-        c0, c1 = torch.from_numpy(x0[col] - cx), torch.from_numpy(x1[col] - cx)
-        along_x = corners[pair_t, :, c0] * (1.0 - tx) + corners[pair_t, :, c1] * tx
+        cx, tx = xc[pair], wx[col][:, None]
+        c0, c1 = x0[col] - cx, x1[col] - cx
+        along_x = np.empty((pair.size, 2, classes), np.float32)
+        for row in (0, 1):
+            first = 4 * pair + 2 * row
+            along_x[:, row] = corners[first + c0] * (1.0 - tx) + corners[first + c1] * tx
+        along_x = along_x.reshape(pair.size * 2, classes)
         # then along y, per native pixel: (cell, row, column) listed cell by cell
         n_px = n_r * n_c
         cell = np.repeat(np.arange(kc.size), n_px)
@@ -513,10 +509,10 @@ def _upsample_argmax(
         kq = kc[cell]
         rq = first_y[yc][cell] + off // n_c[cell]
         cq = first_x[xc][cell] + off % n_c[cell]
-        px_pair = torch.from_numpy(np.repeat(np.cumsum(n_c) - n_c, n_px) + off % n_c[cell])
+        px_pair = np.repeat(np.cumsum(n_c) - n_c, n_px) + off % n_c[cell]
         cy = yc[cell]
-        r0, r1 = torch.from_numpy(y0[rq] - cy), torch.from_numpy(y1[rq] - cy)
-        ty = torch.from_numpy(wy[rq])[:, None]
-        v = along_x[px_pair, r0] * (1.0 - ty) + along_x[px_pair, r1] * ty
+        r0, r1 = y0[rq] - cy, y1[rq] - cy
+        ty = wy[rq][:, None]
+        v = along_x[2 * px_pair + r0] * (1.0 - ty) + along_x[2 * px_pair + r1] * ty
         out[kq, rq, cq] = lut[_argmax_channels(v[:, :, None, None])[:, 0, 0]]
     return out

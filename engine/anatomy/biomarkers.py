@@ -55,6 +55,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from engine.anatomy._boxes import Box
+from engine.anatomy._runs import erode
 from engine.anatomy.labels import BODY_LEVELS, Segmentation
 
 __all__ = [
@@ -372,42 +373,16 @@ def _ellipsoid(radii_vox: tuple[int, int, int]) -> np.ndarray:
     ) ** 2 <= 1.0
 
 
-def _erode(mask: np.ndarray, radii_vox: tuple[int, int, int]) -> np.ndarray:
-    """``binary_erosion(mask, structure=_ellipsoid(radii_vox), border_value=0)``, exactly.
-
-    Each (z, y) row of the ellipsoid is a run of x centred on 0, so the erosion is the
-    AND, over the rows, of the mask eroded along x by that run (a difference of
-    cumulative sums) shifted by the row's (z, y): a few hundred thousand voxel ANDs per
-    row instead of scipy's test of every element offset at every voxel (3-5x faster).
-    """
-    rz, ry, rx = radii_vox
-    element = _ellipsoid(radii_vox)
-    nz, ny, nx = mask.shape
-    padded = np.pad(mask, ((rz, rz), (ry, ry), (rx, rx)))  # outside the box: not body
-    cs = np.zeros((*padded.shape[:2], padded.shape[2] + 1), np.int32)
-    np.cumsum(padded, axis=2, out=cs[:, :, 1:])
-    runs: dict[int, np.ndarray] = {}  # half-width -> "the run about x is all mask"
-    out = np.ones(mask.shape, bool)
-    for iz, iy in zip(*np.nonzero(element.any(axis=2)), strict=True):
-        h = int(element[iz, iy].sum()) // 2
-        if h not in runs:
-            runs[h] = (cs[:, :, rx + h + 1 : rx + h + 1 + nx] - cs[:, :, rx - h : rx - h + nx]) == (
-                2 * h + 1
-            )
-        out &= runs[h][iz : iz + nz, iy : iy + ny]
-    return out
-
-
 def _trabecular(hu: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]):  # noqa: ANN202
     """(mean HU, ROI volume mm3, small_roi) of the eroded body."""
     dz, dy, dx = spacing
     rz = max(1, math.ceil(_ROI_MARGIN_Z_MM / dz - 1e-6))
     ry, rx = max(1, round(_ROI_MARGIN_MM / dy)), max(1, round(_ROI_MARGIN_MM / dx))
     voxel = dz * dy * dx
-    roi = _erode(body, (rz, ry, rx))
+    roi = erode(body, _ellipsoid((rz, ry, rx)))
     small = roi.sum() * voxel < _ROI_MIN_MM3
     if small:  # a flat (crushed) body at thick slices: erode in plane only
-        roi = _erode(body, (0, ry, rx))
+        roi = erode(body, _ellipsoid((0, ry, rx)))
     if not roi.any():
         return math.nan, 0.0, True
     return float(hu[roi].mean(dtype=np.float64)), float(roi.sum() * voxel), bool(small)

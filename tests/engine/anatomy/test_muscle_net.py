@@ -216,7 +216,7 @@ def test_blended_upsample_argmax_against_interpolate(n_processed: int) -> None:
     lo = np.maximum(hi - 1, 0)
     t = np.clip((kk - ks[lo]) / np.maximum(ks[hi] - ks[lo], 1), 0, 1).astype(np.float32)
     lut = np.array([0, 11, 12, 13, 14], np.uint8)
-    blend = _muscles._Blend(prob.permute(0, 2, 3, 1).contiguous(), lo, hi, t)
+    blend = _muscles._Blend(prob.permute(0, 2, 3, 1).contiguous().numpy(), lo, hi, t)
     size, rows, cols = (29, 37), (3, 29), (0, 31)
     got = _muscles._upsample_argmax(blend, size, rows, cols, lut)
     t_t = torch.from_numpy(t)[:, None, None, None]

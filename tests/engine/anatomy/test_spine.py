@@ -149,3 +149,46 @@ def test_severely_osteoporotic_intact_spine_keeps_whole_bodies_against_phantom(
         marks = measure_biomarkers(volume.hu, seg, volume.source)
         grades = {lb.level: lb.genant_grade for lb in marks.levels}
         assert all(g in (0, 1, None) for g in grades.values()), grades
+
+
+def _line_mean_everywhere(a: np.ndarray) -> np.ndarray:
+    """The thin-line mean computed over the whole slab (the pp9 formulation): per pixel the
+    largest mean of 3 pixels through it along a row, a column or a diagonal; -inf on the
+    outermost rows and columns."""
+    out = np.full(a.shape, -np.inf, a.dtype)
+    inner = out[:, 1:-1, 1:-1]
+    ny, nx = inner.shape[1:]
+    for (j0, i0), (j1, i1) in (
+        ((1, 0), (1, 2)),
+        ((0, 1), (2, 1)),
+        ((0, 0), (2, 2)),
+        ((0, 2), (2, 0)),
+    ):
+        pair = a[:, j0 : j0 + ny, i0 : i0 + nx] + a[:, j1 : j1 + ny, i1 : i1 + nx]
+        np.maximum(inner, pair, out=inner)
+    inner += a[:, 1:-1, 1:-1]
+    inner /= 3.0
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_thin_lines_computed_where_they_can_count_give_the_whole_slab_answer(seed: int) -> None:
+    from scipy import ndimage as ndi
+
+    from engine.anatomy._spine import _FAINT_SHELL_HU, _RIDGE_HU, _SHELL_HU, _shell
+
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(40.0, 60.0, (4, 64, 72)).astype(np.float32)
+    yy, xx = np.mgrid[:64, :72]
+    ring = np.abs(np.hypot(yy - 30, xx - 35) - 18) < 0.7  # a one-pixel faint cortex
+    raw[:, ring] += rng.uniform(500.0, 800.0, size=(4, int(ring.sum()))).astype(np.float32)
+    raw[:, :3, :] = 1200.0  # bone on the border: no line there
+    raw[1, 40, 10:50] = 300.0  # exactly at the threshold
+    smooth = ndi.uniform_filter(raw, size=(1, 3, 3))
+    local = ndi.uniform_filter(smooth, size=(1, 11, 11))
+    line = _line_mean_everywhere(raw)
+    expected = (smooth > _SHELL_HU) | ((smooth > _FAINT_SHELL_HU) & (smooth - local > _RIDGE_HU))
+    expected |= (line > _SHELL_HU) & (line - local > _RIDGE_HU)
+    got = _shell(smooth, 0.65, raw)
+    np.testing.assert_array_equal(got, expected)
+    assert (got & ~(smooth > _SHELL_HU)).sum() > 50  # the thin lines did add pixels
