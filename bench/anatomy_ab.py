@@ -8,7 +8,8 @@ them in turn, alternating which goes first, to time ``segment`` and then
 ``prepare_volume`` (segment + inputs + biomarkers) on every series once per round. Both
 versions see the same drift; the script prints, per series, each version's minimum and
 median over the rounds and the ratios new / old, and checks that both give the same
-labels (a speed change that alters the anatomy needs a new preprocessing version).
+labels, model inputs and biomarkers (a speed change that alters any of them needs a new
+preprocessing version).
 
 Usage: git worktree add /tmp/old REV
        python bench/anatomy_ab.py --old /tmp/old [--cohort DIR] [--rounds 10] [--core 0]
@@ -28,10 +29,11 @@ import tempfile
 from pathlib import Path
 
 _WORKER = r"""
-import hashlib, json, os, sys, time
+import dataclasses, hashlib, json, os, sys, time
 from pathlib import Path
 
 sys.path.insert(0, sys.argv[3])
+import numpy as np
 import torch
 
 torch.set_num_threads(1)
@@ -47,10 +49,15 @@ from engine.prepare import prepare_volume
 settings = PreprocessingSettings.from_config(load_config(None))
 series = [(site, load_volume(f)) for _, site, f in soft_series_files(Path(sys.argv[1]))]
 digests = []
-for site, v in series:  # warm: the muscle network is loaded once per process
-    digests.append(hashlib.sha1(segment(v, "cpu").labels.tobytes()).hexdigest())
-    prepare_volume(v, "bench", settings, anatomy_device="cpu")
-head = {"sites": [s for s, _ in series], "labels": digests, "engine": engine.__file__}
+for site, v in series:  # warm (the muscle network loads once) and what each version gives
+    h = hashlib.sha1(segment(v, "cpu").labels.tobytes())
+    p = prepare_volume(v, "bench", settings, anatomy_device="cpu")
+    for f in dataclasses.fields(p.inputs):
+        x = getattr(p.inputs, f.name)
+        h.update(x.tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
+    h.update(repr(p.biomarkers).encode())
+    digests.append(h.hexdigest())
+head = {"sites": [s for s, _ in series], "outputs": digests, "engine": engine.__file__}
 print(json.dumps(head), flush=True)
 for line in sys.stdin:
     out = []
@@ -106,7 +113,7 @@ def compare(old: Path, new: Path, cohort: Path, rounds: int, core: int) -> None:
         "alternating rounds, CPU time, one pinned core, one torch thread; SYNTHETIC phantoms"
     )
     for n, site in enumerate(heads["new"]["sites"]):
-        same = heads["old"]["labels"][n] == heads["new"]["labels"][n]
+        same = heads["old"]["outputs"][n] == heads["new"]["outputs"][n]
         parts = []
         for stage, what in ((0, "segment"), (1, "segment+inputs+biomarkers")):
             o = [t[n][stage] for t in times["old"]]
@@ -116,7 +123,7 @@ def compare(old: Path, new: Path, cohort: Path, rounds: int, core: int) -> None:
                 f"median {statistics.median(o):.3f} / {statistics.median(w):.3f}, ratio "
                 f"{statistics.median(w) / statistics.median(o):.2f})"
             )
-        print(f"{site}: " + "; ".join(parts) + ("" if same else "; LABELS DIFFER"), flush=True)
+        print(f"{site}: " + "; ".join(parts) + ("" if same else "; OUTPUTS DIFFER"), flush=True)
 
 
 def main() -> None:

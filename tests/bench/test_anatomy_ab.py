@@ -18,7 +18,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_checkout_against_itself_gives_the_same_labels_and_a_ratio_per_series(
+def test_a_checkout_against_itself_gives_the_same_outputs_and_a_ratio_per_series(
     tmp_path: Path,
 ) -> None:
     cohort = tmp_path / "c"
@@ -28,7 +28,7 @@ def test_a_checkout_against_itself_gives_the_same_labels_and_a_ratio_per_series(
     lines = done.stdout.splitlines()
     assert "2 alternating rounds" in lines[0] and "SYNTHETIC" in lines[0]
     assert len(lines) == 2 and lines[1].startswith("dev: segment old ")
-    assert "ratio" in lines[1] and "LABELS DIFFER" not in lines[1]
+    assert "ratio" in lines[1] and "OUTPUTS DIFFER" not in lines[1]
 
 
 def test_what_is_not_a_checkout_or_a_cohort_is_refused_by_name(tmp_path: Path) -> None:
