@@ -134,6 +134,10 @@ def main() -> None:
     parser.add_argument("--core", type=int, default=0)
     args = parser.parse_args()
     new = Path(__file__).resolve().parents[1]
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1")
+    if args.core not in os.sched_getaffinity(0):
+        parser.error(f"--core {args.core}: not one of this machine's usable cores")
     if not (args.old / "engine" / "anatomy").is_dir():
         parser.error(f"--old {args.old}: not a vfrisk checkout (no engine/anatomy)")
     if args.cohort is not None:

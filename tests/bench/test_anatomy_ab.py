@@ -34,5 +34,9 @@ def test_a_checkout_against_itself_gives_the_same_outputs_and_a_ratio_per_series
 def test_what_is_not_a_checkout_or_a_cohort_is_refused_by_name(tmp_path: Path) -> None:
     done = _run("--old", str(tmp_path))
     assert done.returncode == 2 and f"--old {tmp_path}: not a vfrisk checkout" in done.stderr
+    done = _run("--old", str(ROOT), "--rounds", "0")
+    assert done.returncode == 2 and "--rounds 0: at least 1" in done.stderr
+    done = _run("--old", str(ROOT), "--core", "4096")
+    assert done.returncode == 2 and "--core 4096: not one of" in done.stderr
     done = _run("--old", str(ROOT), "--cohort", str(tmp_path))
     assert done.returncode == 2 and "not a `vfrisk synth` folder" in done.stderr
